@@ -212,8 +212,11 @@ def _dwconv_se_op(x: torch.Tensor, weight: torch.Tensor, bn_weight: torch.Tensor
                   se_expand_weight: torch.Tensor, se_expand_bias: torch.Tensor,
                   stride: int, training: bool, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _, kernel = backend.select(OP, x.device)
-    return kernel(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
-                  se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
+    # Autocast would otherwise push the reference's conv/linear calls to bf16/fp16 and
+    # break the fp32-accumulation promise (and the fp32 stats the fake kernel declares).
+    with torch.autocast(x.device.type, enabled=False):
+        return kernel(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
+                      se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
 
 
 @_dwconv_se_op.register_fake
@@ -235,8 +238,9 @@ def _dwconv_se_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torc
                            se_expand_weight: torch.Tensor, se_expand_bias: torch.Tensor,
                            stride: int, training: bool, eps: float) -> list[torch.Tensor]:
     _, kernel = backend.select(BACKWARD_OP, x.device)
-    return kernel(grad_out, x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
-                  se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
+    with torch.autocast(x.device.type, enabled=False):
+        return kernel(grad_out, x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
+                      se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
 
 
 @_dwconv_se_backward_op.register_fake

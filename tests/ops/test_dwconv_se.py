@@ -169,6 +169,26 @@ def test_low_precision_activations_with_fp32_parameters(dtype, training):
     assert_close_to_reference(out, ref, dtype, "output", baseline)
 
 
+def test_autocast_does_not_lower_the_internal_precision():
+    """fp32 activations under CPU bf16 autocast still get fp32 math and fp32 statistics."""
+    module = make_module(8, 3, 1, seed=26).float()
+    x = random_tensor((2, 8, 7, 7), generator=make_generator(27), requires_grad=True)
+    plain_args = [t.detach().clone().requires_grad_(t.requires_grad) for t in module.op_args()]
+    plain = dwconv_se(x, *plain_args)
+    auto_args = [t.detach().clone().requires_grad_(t.requires_grad) for t in module.op_args()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast_out = dwconv_se(x, *auto_args)
+        stats = torch.ops.dartsfast.dwconv_se(x, *[t.detach() for t in module.op_args()], 1, True, 1e-5)
+    assert autocast_out.dtype == torch.float32 and stats[1].dtype == stats[2].dtype == torch.float32
+    assert_close_to_reference(autocast_out, plain, torch.float32, "autocast output")
+    assert_close_to_reference(auto_args[3], plain_args[3], torch.float32, "running_mean")
+    grad = torch.ones_like(plain)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (g_auto,) = torch.autograd.grad(autocast_out, auto_args[0], grad)
+    (g_plain,) = torch.autograd.grad(plain, plain_args[0], grad)
+    assert_close_to_reference(g_auto, g_plain, torch.float32, "weight grad under autocast")
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_output_keeps_memory_format(channels_last):
     module = make_module(8, 3, 2, seed=13)
