@@ -15,6 +15,9 @@ Common arguments:
     act_layer: activation factory (``act_layer()``), also used inside SE.
     norm_layer: norm factory (``norm_layer(num_channels)``).
     drop_path_rate: stochastic-depth probability of the residual branch, in [0, 1).
+    noskip: no residual even where shapes allow one (timm's ``noskip``; the DARTS search
+        space uses it because a cell node already sums its inputs and skip_connect is a
+        candidate of its own).
 
 Every block maps [N, in_chs, H, W] → [N, out_chs, H', W'] and keeps the input's memory
 format (NCHW or channels_last). Residual (shortcut) only when stride == 1 and
@@ -163,11 +166,12 @@ class DSConv(nn.Module):
 
     def __init__(self, in_chs: int, out_chs: int, dw_kernel_size: int = 3, stride: int = 1,
                  se_ratio: float = 0.25, act_layer: LayerFactory = nn.SiLU,
-                 norm_layer: LayerFactory = nn.BatchNorm2d, drop_path_rate: float = 0.0) -> None:
+                 norm_layer: LayerFactory = nn.BatchNorm2d, drop_path_rate: float = 0.0,
+                 noskip: bool = False) -> None:
         super().__init__()
         in_chs, out_chs, k, stride, se_ratio, dpr = _check_common(
             in_chs, out_chs, dw_kernel_size, stride, se_ratio, drop_path_rate)
-        self.has_skip = stride == 1 and in_chs == out_chs
+        self.has_skip = stride == 1 and in_chs == out_chs and not noskip
         self.conv_dw = _depthwise(in_chs, k, stride)
         self.bn1 = norm_layer(in_chs)
         self.act1 = act_layer()
@@ -207,12 +211,12 @@ class MBConv(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, dw_kernel_size: int = 3, stride: int = 1,
                  exp_ratio: float = 4.0, se_ratio: float = 0.25, act_layer: LayerFactory = nn.SiLU,
                  norm_layer: LayerFactory = nn.BatchNorm2d, drop_path_rate: float = 0.0,
-                 fused: Optional[bool] = None) -> None:
+                 fused: Optional[bool] = None, noskip: bool = False) -> None:
         super().__init__()
         in_chs, out_chs, k, stride, se_ratio, dpr = _check_common(
             in_chs, out_chs, dw_kernel_size, stride, se_ratio, drop_path_rate)
         mid_chs = max(1, round(in_chs * check_positive("exp_ratio", exp_ratio)))
-        self.has_skip = stride == 1 and in_chs == out_chs
+        self.has_skip = stride == 1 and in_chs == out_chs and not noskip
         self.conv_pw = nn.Conv2d(in_chs, mid_chs, 1, bias=False)
         self.bn1 = norm_layer(mid_chs)
         self.act1 = act_layer()
@@ -253,12 +257,13 @@ class FusedMBConv(nn.Module):
 
     def __init__(self, in_chs: int, out_chs: int, dw_kernel_size: int = 3, stride: int = 1,
                  exp_ratio: float = 4.0, se_ratio: float = 0.0, act_layer: LayerFactory = nn.SiLU,
-                 norm_layer: LayerFactory = nn.BatchNorm2d, drop_path_rate: float = 0.0) -> None:
+                 norm_layer: LayerFactory = nn.BatchNorm2d, drop_path_rate: float = 0.0,
+                 noskip: bool = False) -> None:
         super().__init__()
         in_chs, out_chs, k, stride, se_ratio, dpr = _check_common(
             in_chs, out_chs, dw_kernel_size, stride, se_ratio, drop_path_rate)
         exp_ratio = check_positive("exp_ratio", exp_ratio)
-        self.has_skip = stride == 1 and in_chs == out_chs
+        self.has_skip = stride == 1 and in_chs == out_chs and not noskip
         project = exp_ratio != 1.0
         mid_chs = max(1, round(in_chs * exp_ratio)) if project else out_chs
         # groups=1: a dense k×k conv over all input channels (not depthwise) is what makes it "fused".

@@ -359,3 +359,8 @@ def test_squeeze_excite_formula():
 def test_bad_arguments_raise_value_error_naming_them(make, name):
     with pytest.raises(ValueError, match=name):
         make()
+
+
+@pytest.mark.parametrize("block", [DSConv, MBConv, FusedMBConv])
+def test_noskip_removes_the_residual(block):
+    assert block(8, 8).has_skip and not block(8, 8, noskip=True).has_skip

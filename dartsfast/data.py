@@ -1,0 +1,410 @@
+"""Datasets as device-resident tensors, and a data pipeline that never leaves the device.
+
+At DARTS search shapes (16-channel cells on 28-32 px images) a step is launch-bound
+(DESIGN §4): a host-side DataLoader with per-image PIL transforms and worker processes
+is the bottleneck users complain about (GPUs 8-25% busy). So every dataset is decoded
+once into normalised float32 tensors, moved to the device once (CIFAR-10 train is 614 MB
+in fp32), and batches are drawn with ``randperm`` + ``index_select`` on that device;
+augmentation is batched tensor arithmetic seeded by a ``torch.Generator``.
+
+Datasets (``DATASETS``):
+  ``digits``         scikit-learn's bundled 8x8 digits (1797 images, no download) upsampled.
+  ``fashion-mnist``  torchvision FashionMNIST from ``data_dir``.
+  ``cifar10``        torchvision CIFAR10 from ``data_dir``.
+  ``synthetic``      seeded class-prototype images + noise (tests, benchmarks).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("digits", "fashion-mnist", "cifar10", "synthetic")
+
+# Standard per-channel statistics of the training sets (pixels in [0, 1]).
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+_FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+
+
+@dataclass
+class ImageDataset:
+    """A whole image-classification dataset held as tensors (on one device).
+
+    ``train_x`` [N, C, H, W] float32, normalised; ``train_y`` [N] int64 in [0, num_classes);
+    ``test_x`` [M, C, H, W], ``test_y`` [M]: the held-out test set (never used by search).
+    ``mean`` / ``std``: the per-channel statistics that were subtracted / divided (pixel
+    values in [0, 1]), kept so plots can undo the normalisation.
+    """
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    in_channels: int
+    image_size: int
+    mean: tuple = ()
+    std: tuple = ()
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def to(self, device, non_blocking: bool = False) -> "ImageDataset":
+        """Return a copy with all four tensors on ``device`` (one transfer each, done once)."""
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return dataclasses.replace(self, train_x=move(self.train_x), train_y=move(self.train_y),
+                                   test_x=move(self.test_x), test_y=move(self.test_y))
+
+    def __repr__(self) -> str:  # the default repr would print every tensor
+        return (f"ImageDataset(name={self.name!r}, train={tuple(self.train_x.shape)}, "
+                f"test={tuple(self.test_x.shape)}, num_classes={self.num_classes}, "
+                f"device={self.device})")
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_dataset(name: str, *, data_dir: Optional[str] = None, download: bool = False,
+                 image_size: Optional[int] = None, seed: int = 0, synthetic_size: int = 2048,
+                 synthetic_classes: int = 10, synthetic_channels: int = 3) -> ImageDataset:
+    """Load dataset ``name`` (one of ``DATASETS``) as CPU tensors; call ``.to(device)`` after.
+
+    ``image_size``: output side length (bilinear resize); default is the native size
+    (digits: 16, fashion-mnist: 28, cifar10: 32, synthetic: 16). ``seed`` seeds only the
+    synthetic data: the digits train/test split is fixed so every run holds out the same
+    test images. ``synthetic_*``: total samples, classes and channels of ``synthetic``.
+    Raises ``FileNotFoundError`` (saying what to put where) when a torchvision dataset is
+    absent and ``download`` is False, ``ValueError`` for an unknown name.
+    """
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    if name == "digits":
+        return _load_digits(16 if image_size is None else image_size)
+    if name == "fashion-mnist":
+        return _load_fashion_mnist(data_dir, download, image_size)
+    if name == "cifar10":
+        return _load_cifar10(data_dir, download, image_size)
+    if name == "synthetic":
+        return make_synthetic(synthetic_size, num_classes=synthetic_classes,
+                              in_channels=synthetic_channels,
+                              image_size=16 if image_size is None else image_size, seed=seed)
+    raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+
+
+def _resize(x: torch.Tensor, size: Optional[int]) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size], bilinear (antialiased when shrinking)."""
+    if size is None or size == x.shape[-1]:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < x.shape[-1])
+
+
+def _normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """In place: (x - mean[c]) / std[c] for [N, C, H, W]."""
+    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def _load_digits(image_size: int) -> ImageDataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if image_size < 8:
+        raise ValueError(f"digits are 8x8: image_size must be >= 8, got {image_size}")
+    bunch = load_digits()
+    # Fixed stratified 80/20 split (random_state=0): 1437 train / 360 test, every class in both.
+    idx_train, idx_test = train_test_split(np.arange(len(bunch.target)), test_size=0.2,
+                                           stratify=bunch.target, random_state=0)
+    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # [1797,1,8,8]
+    x = _resize(x, image_size)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    train_x, test_x = x[idx_train], x[idx_test]
+    # No published statistics for upsampled digits: use the train set's own (never the test's).
+    mean, std = (train_x.mean().item(),), (train_x.std().item(),)
+    return ImageDataset("digits", _normalise(train_x, mean, std), y[idx_train],
+                        _normalise(test_x, mean, std), y[idx_test], num_classes=10,
+                        in_channels=1, image_size=image_size, mean=mean, std=std)
+
+
+def _missing(title: str, data_dir, expected: str) -> FileNotFoundError:
+    where = "not found: no --data-dir given" if data_dir is None else f"not found under {data_dir}"
+    return FileNotFoundError(
+        f"{title} {where}: expected {expected}; pass --download (with --data-dir DIR) "
+        f"to fetch it (needs internet), or copy the files there")
+
+
+def _load_fashion_mnist(data_dir, download: bool, image_size) -> ImageDataset:
+    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets.utils import extract_archive
+
+    raw = os.path.join("DIR" if data_dir is None else str(data_dir), "FashionMNIST", "raw")
+    if data_dir is not None and not download:
+        for f in _FMNIST_FILES:  # torchvision wants them uncompressed; accept the .gz too
+            if not os.path.isfile(os.path.join(raw, f)) and os.path.isfile(os.path.join(raw, f + ".gz")):
+                extract_archive(os.path.join(raw, f + ".gz"), raw)
+    if data_dir is None or (not download and not all(
+            os.path.isfile(os.path.join(raw, f)) for f in _FMNIST_FILES)):
+        raise _missing("Fashion-MNIST", data_dir,
+                       f"{raw}/{{{','.join(_FMNIST_FILES)}}}[.gz]")
+    sets = [FashionMNIST(str(data_dir), train=t, download=download) for t in (True, False)]
+    # .data is the whole uint8 array [N, 28, 28]: one conversion, no per-image PIL decode.
+    xs = [_normalise(_resize(s.data.unsqueeze(1).float().div_(255), image_size),
+                     FASHION_MNIST_MEAN, FASHION_MNIST_STD) for s in sets]
+    ys = [s.targets.to(torch.int64) for s in sets]
+    return ImageDataset("fashion-mnist", xs[0], ys[0], xs[1], ys[1], num_classes=10,
+                        in_channels=1, image_size=xs[0].shape[-1],
+                        mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
+
+
+def _load_cifar10(data_dir, download: bool, image_size) -> ImageDataset:
+    from torchvision.datasets import CIFAR10
+
+    base = os.path.join("DIR" if data_dir is None else str(data_dir), "cifar-10-batches-py")
+    if data_dir is None or (not download and not all(
+            os.path.isfile(os.path.join(base, f)) for f in _CIFAR_FILES)):
+        raise _missing("CIFAR-10", data_dir, f"{base}/{{{','.join(_CIFAR_FILES)}}} "
+                       "(the extracted cifar-10-python.tar.gz)")
+    try:
+        sets = [CIFAR10(str(data_dir), train=t, download=download) for t in (True, False)]
+    except RuntimeError as e:  # torchvision checks each file's md5 and says "download=True"
+        raise RuntimeError(f"CIFAR-10 files under {base} are corrupted or incomplete ({e}); "
+                           "delete them and pass --download, or copy intact ones") from e
+    # .data is uint8 [N, 32, 32, 3] (HWC): permute once to NCHW.
+    xs = [_normalise(_resize(torch.from_numpy(s.data).permute(0, 3, 1, 2).float().div_(255),
+                             image_size), CIFAR10_MEAN, CIFAR10_STD) for s in sets]
+    ys = [torch.as_tensor(s.targets, dtype=torch.int64) for s in sets]
+    return ImageDataset("cifar10", xs[0].contiguous(), ys[0], xs[1].contiguous(), ys[1],
+                        num_classes=10, in_channels=3, image_size=xs[0].shape[-1],
+                        mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def make_synthetic(num_samples: int = 2048, *, num_classes: int = 10, in_channels: int = 3,
+                   image_size: int = 16, seed: int = 0, test_fraction: float = 0.2,
+                   noise: float = 1.0) -> ImageDataset:
+    """Seeded synthetic classification set: ``x = prototype[y] + noise * N(0, 1)``.
+
+    Each class prototype is a smooth random image (a 4x4 Gaussian field upsampled to
+    ``image_size``), so the signal is learnable by a linear model and by convolutions
+    alike; ``noise`` sets the difficulty. Same arguments -> identical tensors.
+    """
+    if num_samples < 2 * num_classes or num_classes < 2:
+        raise ValueError(f"need num_classes >= 2 and num_samples >= 2*num_classes, got "
+                         f"{num_samples} samples, {num_classes} classes")
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.randn(num_classes, in_channels, 4, 4, generator=g)
+    protos = F.interpolate(protos, size=(image_size, image_size), mode="bilinear",
+                           align_corners=False)
+    y = torch.arange(num_samples) % num_classes  # balanced classes ...
+    y = y[torch.randperm(num_samples, generator=g)]  # ... in random order
+    x = protos[y] + noise * torch.randn(num_samples, in_channels, image_size, image_size,
+                                        generator=g)
+    n_test = max(num_classes, int(round(num_samples * test_fraction)))
+    train_x, test_x = x[n_test:].contiguous(), x[:n_test].contiguous()
+    mean = tuple(train_x.mean((0, 2, 3)).tolist())
+    std = tuple(train_x.std((0, 2, 3)).tolist())
+    return ImageDataset("synthetic", _normalise(train_x, mean, std), y[n_test:],
+                        _normalise(test_x, mean, std), y[:n_test], num_classes=num_classes,
+                        in_channels=in_channels, image_size=image_size, mean=mean, std=std)
+
+
+def split_train_val(dataset: ImageDataset, fraction: float = 0.5, seed: int = 0):
+    """DARTS split of the *training* set: ``fraction`` for the weights, the rest for alphas.
+
+    Returns ``(train_x, train_y, val_x, val_y)`` on the dataset's device, disjoint, and
+    the same for the same ``seed`` (the permutation is drawn on the CPU so it does not
+    depend on the device).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    n = dataset.train_x.shape[0]
+    n_train = int(n * fraction)
+    if n_train == 0 or n_train == n:
+        raise ValueError(f"fraction {fraction} of {n} samples leaves one side empty")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = perm.to(dataset.device)
+    tr, va = perm[:n_train], perm[n_train:]
+    x, y = dataset.train_x, dataset.train_y
+    return x.index_select(0, tr), y.index_select(0, tr), x.index_select(0, va), y.index_select(0, va)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True, *,
+                     flip_prob: float = 0.5,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Per-sample random crop of the zero-padded batch, then per-sample horizontal flip.
+
+    ``x`` [N, C, H, W] (any device; ``generator`` on the same device). Zero padding in
+    normalised space is the mean colour. Offsets are drawn as ``randint(0, 2p+1, (N,))``
+    for rows then columns, then the flip mask ``rand(N) < flip_prob``; the crop and flip
+    are one gather with computed indices — no per-sample host loop.
+    Returns a new [N, C, H, W] tensor of the same dtype and device.
+    """
+    n, c, h, w = x.shape
+    dev = x.device
+    if padding > 0:
+        xp = F.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
+    else:
+        xp, dy = x, torch.zeros(n, dtype=torch.long, device=dev)
+        dx = dy
+    rows = dy[:, None] + torch.arange(h, device=dev)  # [N, H] source rows
+    cols = torch.arange(w, device=dev).expand(n, w)
+    if flip:
+        flipped = torch.rand(n, device=dev, generator=generator) < flip_prob
+        cols = torch.where(flipped[:, None], cols.flip(1), cols)
+    cols = dx[:, None] + cols  # [N, W] source columns
+    # Advanced indexing broadcasts [N,1,1,1] x [1,C,1,1] x [N,1,H,1] x [N,1,1,W] -> [N,C,H,W].
+    ni = torch.arange(n, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
+    return xp[ni, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def cutout(x: torch.Tensor, size: int, *,
+           generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square per sample (all channels), centre uniform in the image.
+
+    ``x`` [N, C, H, W]. As in DARTS, the square is clipped at the border, so it covers
+    exactly size*size pixels only when it lies fully inside. Returns a new tensor.
+    """
+    n, _, h, w = x.shape
+    if size <= 0:
+        return x.clone()
+    dev = x.device
+    cy = torch.randint(0, h, (n, 1), device=dev, generator=generator)
+    cx = torch.randint(0, w, (n, 1), device=dev, generator=generator)
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    in_rows = (ar_h >= cy - size // 2) & (ar_h < cy - size // 2 + size)  # [N, H]
+    in_cols = (ar_w >= cx - size // 2) & (ar_w < cx - size // 2 + size)  # [N, W]
+    mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # [N, 1, H, W]
+    return x.masked_fill(mask, 0.0)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batch augmentation ``aug(x, generator=g)``: random crop (+flip), then cutout.
+
+    A frozen dataclass (not a lambda) so it has a readable repr for logs and configs.
+    """
+
+    padding: int = 0
+    flip: bool = False
+    cutout_size: int = 0
+
+    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
+        if self.padding > 0 or self.flip:
+            x = random_crop_flip(x, self.padding, self.flip, generator=generator)
+        if self.cutout_size > 0:
+            x = cutout(x, self.cutout_size, generator=generator)
+        return x
+
+
+def default_augment(name: str, image_size: int, cutout_size: int = 0) -> Optional[Augment]:
+    """Per-dataset defaults: crop (pad image_size/8) everywhere but synthetic; flip only for
+    cifar10 (digits are not mirror-invariant: a flipped 2 is no digit); optional cutout."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    if name == "synthetic":  # prototypes are position-dependent: leave them alone
+        return Augment(cutout_size=cutout_size) if cutout_size > 0 else None
+    return Augment(padding=max(1, image_size // 8), flip=name == "cifar10",
+                   cutout_size=cutout_size)
+
+
+# ----------------------------------------------------------------------------- batching
+
+class DeviceBatches:
+    """Shuffled mini-batches of device tensors ``x`` [N, ...], ``y`` [N], drawn on-device.
+
+    Each epoch draws ``torch.randperm(N, device=x.device, generator=generator)`` and yields
+    ``(x.index_select(0, idx), y.index_select(0, idx))`` [B, ...], [B] (then ``augment(xb,
+    generator=generator)`` if given). Iterating yields the rest of the current epoch (a
+    fresh one if it is finished); ``forever()`` cycles epochs endlessly — DARTS's persistent
+    validation iterator, built once. ``state_dict()`` / ``load_state_dict()`` save the
+    generator state and the position inside the epoch, so a resumed run draws identical
+    batches. ``generator=None`` makes one on x's device, seeded from torch's global RNG.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
+                 shuffle: bool = True, generator: Optional[torch.Generator] = None,
+                 drop_last: bool = True,
+                 augment: Optional[Callable[..., torch.Tensor]] = None):
+        n = x.shape[0]
+        if y.shape[:1] != (n,):
+            raise ValueError(f"x has {n} samples but y has shape {tuple(y.shape)}")
+        if x.device != y.device:
+            raise ValueError(f"x is on {x.device} but y is on {y.device}")
+        if not 0 < batch_size <= n:
+            raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), "
+                             f"got {batch_size}")
+        if generator is None:
+            generator = torch.Generator(device=x.device)
+            generator.manual_seed(int(torch.randint(2**62, (1,))))
+        elif generator.device.type != x.device.type:
+            raise ValueError(f"generator is on {generator.device}, data on {x.device}")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
+        self.generator = generator
+        self.epoch = 0  # epochs started so far
+        self._perm: Optional[torch.Tensor] = None
+        self._pos = len(self)  # "current epoch finished": the next batch starts epoch 0
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n = self.x.shape[0]
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _new_epoch(self) -> None:
+        n = self.x.shape[0]
+        self._perm = (torch.randperm(n, device=self.x.device, generator=self.generator)
+                      if self.shuffle else torch.arange(n, device=self.x.device))
+        self._pos = 0
+        self.epoch += 1
+
+    def next_batch(self):
+        """The next ``(xb, yb)``, starting a new epoch when the current one is used up."""
+        if self._pos >= len(self):
+            self._new_epoch()
+        idx = self._perm[self._pos * self.batch_size:(self._pos + 1) * self.batch_size]
+        self._pos += 1
+        xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+        if self.augment is not None:
+            xb = self.augment(xb, generator=self.generator)
+        return xb, yb
+
+    def __iter__(self):
+        if self._pos >= len(self):
+            self._new_epoch()
+        while self._pos < len(self):
+            yield self.next_batch()
+
+    def forever(self):
+        """Endless iterator over batches, crossing epoch boundaries."""
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict:
+        """Generator state, current permutation (CPU copy) and position; for checkpoints."""
+        return {"generator": self.generator.get_state(), "epoch": self.epoch,
+                "position": self._pos, "batch_size": self.batch_size, "num_samples": self.x.shape[0],
+                "perm": None if self._perm is None else self._perm.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["batch_size"], state["num_samples"]) != (self.batch_size, self.x.shape[0]):
+            raise ValueError(f"state is for batch_size={state['batch_size']} over "
+                             f"{state['num_samples']} samples, this iterator has "
+                             f"batch_size={self.batch_size} over {self.x.shape[0]}")
+        self.generator.set_state(state["generator"])
+        self.epoch, self._pos = state["epoch"], state["position"]
+        self._perm = None if state["perm"] is None else state["perm"].to(self.x.device)
