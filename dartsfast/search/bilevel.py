@@ -1,0 +1,98 @@
+"""The architecture step of DARTS: first order, or second order (unrolled, finite differences).
+
+Second order (Liu et al. 2019, eq. 7-8): with the virtual step
+``w' = w − ξ·(momentum·buf + ∇w L_train(w, α) + wd·w)`` the hypergradient is
+
+    ∇α L_val(w', α) − ξ · ∇²_{α,w} L_train(w, α) · ∇w' L_val(w', α)
+
+and the Hessian-vector product is approximated by central differences:
+``(∇α L_train(w⁺, α) − ∇α L_train(w⁻, α)) / (2ε)`` with ``w± = w ± ε·v``,
+``v = ∇w' L_val(w', α)``, ``ε = 0.01 / ‖v‖``. (FIELD-NOTES: the seed code divided this
+wrongly and so was first order in effect; ``test_bilevel`` checks ours against autograd.)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _assign_grads(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+    for p, g in zip(params, grads):
+        if p.grad is None:
+            p.grad = g.detach().clone()
+        else:
+            p.grad.copy_(g)
+
+
+def first_order_hypergradient(model, loss_fn: LossFn, x_val, y_val) -> list[torch.Tensor]:
+    """∇α L_val(w, α), without touching the weights' ``.grad``."""
+    alphas = model.alphas()
+    loss = loss_fn(model, x_val, y_val)
+    return list(torch.autograd.grad(loss, alphas))
+
+
+@torch.no_grad()
+def _virtual_step(weights, grads, lr: float, momentum: float, weight_decay: float,
+                  optimizer: torch.optim.Optimizer | None) -> None:
+    """In place: w ← w − lr·(momentum·buf + g + wd·w), the SGD step the weights would take."""
+    for w, g in zip(weights, grads):
+        d = g + weight_decay * w
+        state = optimizer.state.get(w, {}) if optimizer is not None else {}
+        buf = state.get("momentum_buffer")
+        if buf is not None and momentum:
+            d = d + momentum * buf
+        w.sub_(lr * d)
+
+
+def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, y_val, *, lr: float,
+                               momentum: float = 0.0, weight_decay: float = 0.0,
+                               weight_optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
+    """The unrolled DARTS hypergradient (see module docstring); weights are restored exactly."""
+    weights, alphas = model.weights(), model.alphas()
+    saved = [w.detach().clone() for w in weights]
+    try:
+        train_grads = torch.autograd.grad(loss_fn(model, x_train, y_train), weights, allow_unused=True)
+        train_grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, train_grads)]
+        _virtual_step(weights, train_grads, lr, momentum, weight_decay, weight_optimizer)   # w'
+        val_loss = loss_fn(model, x_val, y_val)
+        grads = torch.autograd.grad(val_loss, alphas + weights, allow_unused=True)
+        d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[:len(alphas)])]
+        v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
+        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v))
+        eps = 0.01 / norm.clamp_min(1e-12)   # a device scalar: no host sync
+        hessian = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for w, w0, g in zip(weights, saved, v):
+                    w.copy_(w0 + sign * eps.to(w.dtype) * g)
+            g_alpha = torch.autograd.grad(loss_fn(model, x_train, y_train), alphas, allow_unused=True)
+            hessian.append([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, g_alpha)])
+        return [da - lr * (hp - hm) / (2 * eps.to(da.dtype))
+                for da, hp, hm in zip(d_alpha, hessian[0], hessian[1])]
+    finally:
+        with torch.no_grad():
+            for w, w0 in zip(weights, saved):
+                w.copy_(w0)
+
+
+def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: LossFn, x_val, y_val, *,
+                      order: int = 1, x_train=None, y_train=None, lr: float = 0.0, momentum: float = 0.0,
+                      weight_decay: float = 0.0, weight_optimizer: torch.optim.Optimizer | None = None) -> None:
+    """One alpha update: compute the hypergradient of the chosen order and step ``alpha_optimizer``."""
+    if order == 1:
+        grads = first_order_hypergradient(model, loss_fn, x_val, y_val)
+    elif order == 2:
+        if x_train is None or y_train is None:
+            raise ValueError("second-order search needs the training batch (x_train, y_train)")
+        grads = second_order_hypergradient(model, loss_fn, x_train, y_train, x_val, y_val, lr=lr,
+                                           momentum=momentum, weight_decay=weight_decay,
+                                           weight_optimizer=weight_optimizer)
+    else:
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    alpha_optimizer.zero_grad(set_to_none=False)
+    _assign_grads(model.alphas(), grads)
+    alpha_optimizer.step()
