@@ -82,31 +82,31 @@ def why_unavailable(name: str) -> str:
     return ""
 
 
+def _checked(name: str, label: str) -> str:
+    """``name`` normalised, or a ValueError / BackendUnavailableError that starts with ``label``."""
+    name = name.strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"{label} is not a backend; expected one of {', '.join(BACKENDS)}")
+    reason = why_unavailable(name)
+    if reason:
+        raise BackendUnavailableError(f"{label} is unavailable: {reason}")
+    return name
+
+
 def set_backend(name: str) -> None:
     """Choose the backend for all fused ops; raises if it cannot run here."""
     global _chosen
     if not isinstance(name, str):
         raise TypeError(f"backend name must be a str, got {type(name).__name__}")
-    name = name.strip().lower()
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
-    reason = why_unavailable(name)
-    if reason:
-        raise BackendUnavailableError(f"backend {name!r} is unavailable: {reason}")
-    _chosen = name
+    _chosen = _checked(name, f"backend {name!r}")
 
 
 def get_backend() -> str:
     """The chosen backend name (from ``set_backend``, else ``$DARTSFAST_BACKEND``, else ``auto``)."""
     global _chosen
     if _chosen is None:
-        from_env = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-        if from_env not in BACKENDS:
-            raise ValueError(f"{ENV_VAR}={from_env!r} is not a backend; expected one of {', '.join(BACKENDS)}")
-        reason = why_unavailable(from_env)
-        if reason:
-            raise BackendUnavailableError(f"{ENV_VAR}={from_env!r} is unavailable: {reason}")
-        _chosen = from_env
+        from_env = os.environ.get(ENV_VAR, "auto").strip() or "auto"
+        _chosen = _checked(from_env, f"{ENV_VAR}={from_env!r}")
     return _chosen
 
 
