@@ -100,19 +100,29 @@ def check_dwconv_se_args(x, weight, bn_weight, bn_bias, running_mean, running_va
 
 def _forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var,
                    se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias,
-                   stride, training, eps):
-    """Every intermediate of the forward, in the accumulation dtype (fp32, fp64 for fp64)."""
+                   stride, training, eps, differentiable=True):
+    """Every intermediate of the forward, in the accumulation dtype (fp32, fp64 for fp64).
+
+    ``differentiable=False`` (the op's own kernels, which never record autograd) normalises
+    with one native BatchNorm kernel instead of four elementwise passes (with the native
+    BN/SiLU backward, MBConv(8, 8) fwd+bwd at 64x8x16x16 on 2 CPU cores went from 33 to
+    22 ms; the plain module composition takes 9.5 ms), but autograd would not see the
+    batch statistics' dependence on z through it.
+    """
     acc = accumulate_dtype(x.dtype)
     k = weight.shape[-1]
     z = F.conv2d(x.to(acc), weight.to(acc), stride=stride, padding=k // 2, groups=x.shape[1])
     if training:
-        mean = z.mean((0, 2, 3))
-        var = z.var((0, 2, 3), unbiased=False)
+        var, mean = torch.var_mean(z, (0, 2, 3), unbiased=False)
     else:
         mean, var = running_mean.to(acc), running_var.to(acc)
     inv_std = torch.rsqrt(var + eps)
-    z_hat = (z - mean[:, None, None]) * inv_std[:, None, None]
-    a = z_hat * bn_weight.to(acc)[:, None, None] + bn_bias.to(acc)[:, None, None]
+    if differentiable:
+        z_hat = (z - mean[:, None, None]) * inv_std[:, None, None]
+        a = z_hat * bn_weight.to(acc)[:, None, None] + bn_bias.to(acc)[:, None, None]
+    else:
+        z_hat = None
+        a = F.batch_norm(z, mean, var, bn_weight.to(acc), bn_bias.to(acc), training=False, eps=eps)
     y = F.silu(a)
     pooled = y.mean((2, 3))                                                  # [N, C]
     h = F.linear(pooled, se_reduce_weight.to(acc), se_reduce_bias.to(acc))   # [N, Cr]
@@ -127,7 +137,8 @@ def _dwconv_se_forward_ref(x, weight, bn_weight, bn_bias, running_mean, running_
                            se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias,
                            stride, training, eps):
     parts = _forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
-                           se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
+                           se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps,
+                           differentiable=False)
     out = parts["out"].to(x.dtype).contiguous(memory_format=memory_format_of(x))
     return out, parts["mean"].clone(), parts["var"].clone()
 
@@ -142,7 +153,8 @@ def _dwconv_se_backward_ref(grad_out, x, weight, bn_weight, bn_bias, running_mea
                             stride, training, eps):
     """Hand-written backward of the composition; returns grads of x and the 7 parameters."""
     p = _forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
-                       se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
+                       se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps,
+                       differentiable=False)
     acc = p["z"].dtype
     g = grad_out.to(acc)
     gate, y = p["gate"], p["y"]
@@ -157,16 +169,11 @@ def _dwconv_se_backward_ref(grad_out, x, weight, bn_weight, bn_bias, running_mea
     d_se_reduce_bias = d_h.sum(0)
     d_pooled = d_h @ se_reduce_weight.to(acc)                      # [N, C]
     d_y = g * gate[:, :, None, None] + (d_pooled / hw)[:, :, None, None]
-    d_a = d_y * _silu_grad(p["a"])
-    d_bn_weight = (d_a * p["z_hat"]).sum((0, 2, 3))
-    d_bn_bias = d_a.sum((0, 2, 3))
-    d_z_hat = d_a * bn_weight.to(acc)[:, None, None]
-    inv_std = p["inv_std"][:, None, None]
-    if training:  # batch statistics depend on z: the two mean terms of the BN backward
-        d_z = inv_std * (d_z_hat - d_z_hat.mean((0, 2, 3), keepdim=True)
-                         - p["z_hat"] * (d_z_hat * p["z_hat"]).mean((0, 2, 3), keepdim=True))
-    else:
-        d_z = d_z_hat * inv_std
+    d_a = torch.ops.aten.silu_backward(d_y, p["a"])
+    # Native BatchNorm backward: in training it includes the two batch-statistics terms.
+    running = (None, None) if training else (running_mean.to(acc), running_var.to(acc))
+    d_z, d_bn_weight, d_bn_bias = torch.ops.aten.native_batch_norm_backward(
+        d_a, p["z"], bn_weight.to(acc), *running, p["mean"], p["inv_std"], training, eps, [True, True, True])
     k = weight.shape[-1]
     d_x, d_weight, _ = torch.ops.aten.convolution_backward(
         d_z, x.to(acc), weight.to(acc), None, [stride, stride], [k // 2, k // 2], [1, 1],
