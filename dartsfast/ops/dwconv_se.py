@@ -73,8 +73,7 @@ def check_dwconv_se_args(x, weight, bn_weight, bn_bias, running_mean, running_va
         check_tensor(name, t)
         check_shape(name, t, expected[name])
     given["weight"] = weight
-    for name in ("running_mean", "running_var"):
-        t = running_mean if name == "running_mean" else running_var
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
         if t is None:
             if not training:
                 raise ValueError(f"{name} is None; eval mode (training=False) normalises with running statistics")
@@ -121,7 +120,6 @@ def _forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var,
         z_hat = (z - mean[:, None, None]) * inv_std[:, None, None]
         a = z_hat * bn_weight.to(acc)[:, None, None] + bn_bias.to(acc)[:, None, None]
     else:
-        z_hat = None
         a = F.batch_norm(z, mean, var, bn_weight.to(acc), bn_bias.to(acc), training=False, eps=eps)
     y = F.silu(a)
     pooled = y.mean((2, 3))                                                  # [N, C]
@@ -129,7 +127,7 @@ def _forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var,
     h_act = F.silu(h)
     gate = torch.sigmoid(F.linear(h_act, se_expand_weight.to(acc), se_expand_bias.to(acc)))  # [N, C]
     out = y * gate[:, :, None, None]
-    return dict(z=z, mean=mean, var=var, inv_std=inv_std, z_hat=z_hat, a=a, y=y, pooled=pooled,
+    return dict(z=z, mean=mean, var=var, inv_std=inv_std, a=a, y=y, pooled=pooled,
                 h=h, h_act=h_act, gate=gate, out=out)
 
 
