@@ -110,6 +110,18 @@ if _ext.HAS_EXT and _ext.has_op("weighted_sum_cuda"):
     backend.register_kernel(OP, "cuda")(_weighted_sum_cuda)
 
 
+# ----------------------------------------------------------------------------- Triton
+
+# Kernels and launchers live in weighted_sum_triton.py; without triton it sets
+# HAS_TRITON=False and 'triton' falls back to the reference. The CUDA extension has no
+# backward, so under 'auto' on CUDA the backward runs this Triton one.
+from dartsfast.ops import weighted_sum_triton as _triton  # noqa: E402
+
+if _triton.HAS_TRITON:
+    backend.register_kernel(OP, "triton")(_triton.weighted_sum_triton)
+    backend.register_kernel(BACKWARD_OP, "triton")(_triton.weighted_sum_backward_triton)
+
+
 # ----------------------------------------------------------------------------- registration
 
 @torch.library.custom_op("dartsfast::weighted_sum", mutates_args=())
