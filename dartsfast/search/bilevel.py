@@ -32,7 +32,8 @@ def first_order_hypergradient(model, loss_fn: LossFn, x_val, y_val) -> list[torc
     """∇α L_val(w, α), without touching the weights' ``.grad``."""
     alphas = model.alphas()
     loss = loss_fn(model, x_val, y_val)
-    return list(torch.autograd.grad(loss, alphas))
+    return [torch.zeros_like(a) if g is None else g
+            for a, g in zip(alphas, torch.autograd.grad(loss, alphas, allow_unused=True))]
 
 
 @torch.no_grad()
@@ -50,13 +51,21 @@ def _virtual_step(weights, grads, lr: float, momentum: float, weight_decay: floa
 
 def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, y_val, *, lr: float,
                                momentum: float = 0.0, weight_decay: float = 0.0,
-                               weight_optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
-    """The unrolled DARTS hypergradient (see module docstring); weights are restored exactly."""
+                               weight_optimizer: torch.optim.Optimizer | None = None,
+                               loss_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The unrolled DARTS hypergradient (see module docstring); weights are restored exactly.
+
+    ``loss_scale`` (a 0-d tensor, fp16 AMP): ``loss_fn`` already returns the loss times
+    this scale. The virtual step unscales the training gradient; the result is the
+    hypergradient times the scale, ready for ``GradScaler.step``.
+    """
     weights, alphas = model.weights(), model.alphas()
     saved = [w.detach().clone() for w in weights]
     try:
         train_grads = torch.autograd.grad(loss_fn(model, x_train, y_train), weights, allow_unused=True)
         train_grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, train_grads)]
+        if loss_scale is not None:
+            train_grads = [g / loss_scale.to(g.dtype) for g in train_grads]
         _virtual_step(weights, train_grads, lr, momentum, weight_decay, weight_optimizer)   # w'
         val_loss = loss_fn(model, x_val, y_val)
         grads = torch.autograd.grad(val_loss, alphas + weights, allow_unused=True)
@@ -71,7 +80,10 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
                     w.copy_(w0 + sign * eps.to(w.dtype) * g)
             g_alpha = torch.autograd.grad(loss_fn(model, x_train, y_train), alphas, allow_unused=True)
             hessian.append([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, g_alpha)])
-        return [da - lr * (hp - hm) / (2 * eps.to(da.dtype))
+        # With a loss scale S, v and the differenced gradients both carry S (ε carries 1/S),
+        # so the product term carries S² and is divided by S once to match d_alpha's S.
+        divisor = 2 * eps if loss_scale is None else 2 * eps * loss_scale.double()
+        return [da - lr * (hp - hm) / divisor.to(da.dtype)
                 for da, hp, hm in zip(d_alpha, hessian[0], hessian[1])]
     finally:
         with torch.no_grad():
@@ -79,20 +91,53 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
                 w.copy_(w0)
 
 
-def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: LossFn, x_val, y_val, *,
-                      order: int = 1, x_train=None, y_train=None, lr: float = 0.0, momentum: float = 0.0,
-                      weight_decay: float = 0.0, weight_optimizer: torch.optim.Optimizer | None = None) -> None:
-    """One alpha update: compute the hypergradient of the chosen order and step ``alpha_optimizer``."""
+def hypergradient(model, loss_fn: LossFn, x_val, y_val, *, order: int = 1, x_train=None, y_train=None,
+                  lr: float = 0.0, momentum: float = 0.0, weight_decay: float = 0.0,
+                  weight_optimizer: torch.optim.Optimizer | None = None,
+                  loss_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """∇α of the validation loss, first order (``order=1``) or unrolled second order (``order=2``).
+
+    ``lr``, ``momentum``, ``weight_decay``, ``weight_optimizer``: the weights' SGD step,
+    used by the second-order virtual step. ``loss_scale``: see
+    :func:`second_order_hypergradient` (first order needs nothing: the gradient is linear).
+    """
     if order == 1:
-        grads = first_order_hypergradient(model, loss_fn, x_val, y_val)
-    elif order == 2:
+        return first_order_hypergradient(model, loss_fn, x_val, y_val)
+    if order == 2:
         if x_train is None or y_train is None:
             raise ValueError("second-order search needs the training batch (x_train, y_train)")
-        grads = second_order_hypergradient(model, loss_fn, x_train, y_train, x_val, y_val, lr=lr,
-                                           momentum=momentum, weight_decay=weight_decay,
-                                           weight_optimizer=weight_optimizer)
-    else:
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
+        return second_order_hypergradient(model, loss_fn, x_train, y_train, x_val, y_val, lr=lr,
+                                          momentum=momentum, weight_decay=weight_decay,
+                                          weight_optimizer=weight_optimizer, loss_scale=loss_scale)
+    raise ValueError(f"order must be 1 or 2, got {order!r}")
+
+
+def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: LossFn, x_val, y_val, *,
+                      order: int = 1, x_train=None, y_train=None, lr: float = 0.0, momentum: float = 0.0,
+                      weight_decay: float = 0.0, weight_optimizer: torch.optim.Optimizer | None = None,
+                      scaler: torch.amp.GradScaler | None = None,
+                      reduce_grads: Callable[[list[torch.Tensor]], None] | None = None) -> None:
+    """One alpha update: the hypergradient of the chosen order, then ``alpha_optimizer.step()``.
+
+    ``scaler``: an enabled fp16 GradScaler scales the losses (small alpha gradients would
+    flush to zero in fp16) and skips the step when the gradient is not finite.
+    ``reduce_grads``: called on the hypergradients in place before the step (DDP: the
+    all-reduce that keeps every rank's alphas identical).
+    """
+    scaled_fn, loss_scale = loss_fn, None
+    if scaler is not None and scaler.is_enabled():
+        def scaled_fn(m, x, y):
+            return scaler.scale(loss_fn(m, x, y))
+        loss_scale = scaler.scale(torch.ones((), device=x_val.device))
+    grads = hypergradient(model, scaled_fn, x_val, y_val, order=order, x_train=x_train, y_train=y_train,
+                          lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          weight_optimizer=weight_optimizer, loss_scale=loss_scale)
+    if reduce_grads is not None:
+        reduce_grads(grads)
     alpha_optimizer.zero_grad(set_to_none=False)
     _assign_grads(model.alphas(), grads)
-    alpha_optimizer.step()
+    if loss_scale is None:
+        alpha_optimizer.step()
+    else:
+        scaler.step(alpha_optimizer)
+        scaler.update()

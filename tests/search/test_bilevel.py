@@ -5,7 +5,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from dartsfast.search.bilevel import architecture_step, first_order_hypergradient, second_order_hypergradient
+from dartsfast.search.bilevel import (
+    architecture_step,
+    first_order_hypergradient,
+    hypergradient,
+    second_order_hypergradient,
+)
 from dartsfast.testing import make_generator, relative_error
 
 
@@ -100,3 +105,36 @@ def test_bad_order_and_missing_train_batch():
         architecture_step(model, opt, ce, x_v, y_v, order=3)
     with pytest.raises(ValueError, match="needs the training batch"):
         architecture_step(model, opt, ce, x_v, y_v, order=2)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_loss_scale_gives_the_scaled_hypergradient(order):
+    """fp16 AMP multiplies the losses by S: the result must be exactly S × the unscaled one."""
+    gen = make_generator(3)
+    model = TinyMixture(gen)
+    x_t, y_t, x_v, y_v = batches(gen)
+    scale = torch.tensor(1024.0, dtype=torch.float64)
+
+    def scaled_ce(m, x, y):
+        return ce(m, x, y) * scale
+
+    kwargs = dict(order=order, x_train=x_t, y_train=y_t, lr=0.5, momentum=0.0)
+    plain = hypergradient(model, ce, x_v, y_v, **kwargs)[0]
+    scaled = hypergradient(model, scaled_ce, x_v, y_v, loss_scale=scale, **kwargs)[0]
+    assert relative_error(scaled / scale, plain) < 1e-6
+
+
+def test_reduce_grads_sees_the_hypergradient_before_the_step():
+    gen = make_generator(4)
+    model = TinyMixture(gen)
+    _, _, x_v, y_v = batches(gen)
+    opt = torch.optim.SGD(model.alphas(), lr=1.0)
+    before = model.alpha.detach().clone()
+    expected = first_order_hypergradient(model, ce, x_v, y_v)[0]
+
+    def halve(grads):
+        for g in grads:
+            g.mul_(0.5)
+
+    architecture_step(model, opt, ce, x_v, y_v, reduce_grads=halve)
+    torch.testing.assert_close(model.alpha.detach(), before - 0.5 * expected)
