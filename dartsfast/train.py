@@ -15,23 +15,23 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dartsfast._io import atomic_write
+from dartsfast._validate import is_int, is_real
 from dartsfast.data import DATASETS, Augment, DeviceBatches, ImageDataset, default_augment, load_dataset
 from dartsfast.nn.darts_ops import FactorizedReduce, ReLUConvBN
 from dartsfast.nn.layers import DropPath, check_probability
+from dartsfast.runtime import AMP_MODES, autocast, evaluate_sums, resolve_device, synchronize
 from dartsfast.search.space import Genotype, build_op
 
 PathLike = Union[str, "os.PathLike[str]"]
-AMP_MODES = ("off", "bf16", "fp16")
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "train_history.json"
 _FORMAT_VERSION = 1
@@ -135,7 +135,7 @@ class DiscreteNetwork(nn.Module):
             raise TypeError(f"genotype must be a Genotype, got {type(genotype).__name__}")
         for name, value in (("channels", channels), ("num_classes", num_classes), ("layers", layers),
                             ("in_channels", in_channels), ("stem_multiplier", stem_multiplier)):
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.genotype = genotype
         self.layers = layers
@@ -191,14 +191,6 @@ class DiscreteNetwork(nn.Module):
 
 # ----------------------------------------------------------------------------- config
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, Integral) and not isinstance(v, bool)
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
-
-
 @dataclass
 class TrainConfig:
     """Training from scratch (DARTS evaluation). Checked on construction (ValueError naming the field).
@@ -245,26 +237,26 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise bad("dataset", f"one of {', '.join(DATASETS)}")
         for name in ("epochs", "batch_size", "channels", "layers"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise bad(name, "a positive int")
         for name in ("image_size", "max_train_samples", "max_test_samples"):
             v = getattr(self, name)
-            if v is not None and (not _is_int(v) or v < 1):
+            if v is not None and (not is_int(v) or v < 1):
                 raise bad(name, "None or a positive int")
-        if not _is_real(self.lr) or self.lr <= 0:
+        if not is_real(self.lr) or self.lr <= 0:
             raise bad("lr", "a finite number > 0")
-        if not _is_real(self.lr_min) or not 0 <= self.lr_min <= self.lr:
+        if not is_real(self.lr_min) or not 0 <= self.lr_min <= self.lr:
             raise bad("lr_min", f"a number in [0, lr={self.lr}]")
-        if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
+        if not is_real(self.momentum) or not 0 <= self.momentum < 1:
             raise bad("momentum", "a number in [0, 1)")
         for name in ("weight_decay", "auxiliary_weight"):
-            if not _is_real(getattr(self, name)) or getattr(self, name) < 0:
+            if not is_real(getattr(self, name)) or getattr(self, name) < 0:
                 raise bad(name, "a finite number >= 0")
-        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip < 0):
+        if self.grad_clip is not None and (not is_real(self.grad_clip) or self.grad_clip < 0):
             raise bad("grad_clip", "None or a finite number >= 0 (0 = off)")
-        if not _is_real(self.drop_path_prob) or not 0 <= self.drop_path_prob < 1:
+        if not is_real(self.drop_path_prob) or not 0 <= self.drop_path_prob < 1:
             raise bad("drop_path_prob", "a number in [0, 1)")
-        if not _is_int(self.cutout) or self.cutout < 0:
+        if not is_int(self.cutout) or self.cutout < 0:
             raise bad("cutout", "an int >= 0 (0 = off)")
         if self.amp not in AMP_MODES:
             raise bad("amp", f"one of {', '.join(AMP_MODES)}")
@@ -273,7 +265,7 @@ class TrainConfig:
                 raise bad(name, "a bool")
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
             raise bad("channels_last", "None (auto), True or False")
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise bad("seed", "an int")
         if not isinstance(self.device, (str, torch.device)):
             raise bad("device", "'auto' or a torch device string")
@@ -332,29 +324,9 @@ def load_genotype(path: PathLike) -> Genotype:
         raise ValueError(f"genotype file {path}: {e}") from e
 
 
-def _atomic_write(path: str, write) -> None:
-    """``write(file_object)`` into a temp file beside ``path``, then rename over it: a crash
-    never leaves a truncated result file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _save_history(out: str, history: list) -> None:
     data = json.dumps(history, indent=2).encode()
-    _atomic_write(os.path.join(out, HISTORY_FILE), lambda f: f.write(data))
+    atomic_write(os.path.join(out, HISTORY_FILE), lambda f: f.write(data))
 
 
 def _save_model(out: str, model: DiscreteNetwork, genotype: Genotype, config: TrainConfig,
@@ -368,7 +340,7 @@ def _save_model(out: str, model: DiscreteNetwork, genotype: Genotype, config: Tr
                        "in_channels": in_channels, "auxiliary": config.auxiliary},
         "test_acc": test_acc,
     }
-    _atomic_write(os.path.join(out, MODEL_FILE), lambda f: torch.save(payload, f))
+    atomic_write(os.path.join(out, MODEL_FILE), lambda f: torch.save(payload, f))
 
 
 def load_model(path: PathLike, map_location: Any = "cpu") -> DiscreteNetwork:
@@ -395,55 +367,13 @@ def load_model(path: PathLike, map_location: Any = "cpu") -> DiscreteNetwork:
 
 # ----------------------------------------------------------------------------- training
 
-def _resolve_device(name) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"TrainConfig.device is {name!r} but no CUDA device is visible")
-    return device
-
-
-def _autocast(device: torch.device, amp: str):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
-    return torch.autocast(device.type, dtype=dtype, enabled=amp != "off")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.no_grad()
-def _evaluate_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                   amp: str, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed cross-entropy, number correct) as 0-d device tensors; eval mode, restored after."""
-    was_training = model.training
-    model.eval()
-    device = x.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    try:
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                logits = model(xb)
-            loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
-            correct += (logits.argmax(1) == yb).sum()
-    finally:
-        model.train(was_training)
-    return loss_sum, correct
-
-
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
              amp: str = "off", channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``x`` [N, C, H, W], ``y`` [N] in eval
     mode (the model's mode is restored afterwards). One host read at the end."""
     if x.shape[0] == 0:
         raise ValueError("evaluate() needs at least one sample")
-    loss_sum, correct = _evaluate_sums(model, x, y, batch_size, amp, channels_last)
+    loss_sum, correct = evaluate_sums(model, x, y, batch_size, amp, channels_last)
     loss_sum, correct = torch.stack([loss_sum, correct]).tolist()
     return loss_sum / x.shape[0], correct / x.shape[0]
 
@@ -470,7 +400,7 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
             genotype = load_genotype(genotype)
         else:
             raise TypeError(f"genotype must be a Genotype or a path, got {type(genotype).__name__}")
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device, "TrainConfig.device")
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
     if config.out is not None:
         os.makedirs(config.out, exist_ok=True)
@@ -520,14 +450,14 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         bar = tqdm(batches, total=len(batches), leave=False, disable=not progress,
                    desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")
         for xb, yb in bar:
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, config.amp):
+            with autocast(device, config.amp):
                 out = model(xb)
                 logits, aux_logits = out if isinstance(out, tuple) else (out, None)
                 loss_main = F.cross_entropy(logits.float(), yb)
@@ -546,10 +476,10 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
             correct += (logits.detach().argmax(1) == yb).sum()
             seen += n
         bar.close()
-        _sync(device)
+        synchronize(device)
         train_time = time.perf_counter() - t0
         scheduler.step()
-        test_loss, test_correct = _evaluate_sums(model, test_x, test_y, max(512, config.batch_size),
+        test_loss, test_correct = evaluate_sums(model, test_x, test_y, max(512, config.batch_size),
                                                  config.amp, channels_last)
         # The one host read of the epoch.
         tr_loss, tr_correct, te_loss, te_correct = torch.stack(

@@ -1,0 +1,37 @@
+"""Result files written atomically: a crash never leaves a truncated or half-written file."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, BinaryIO, Callable
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(file_object)`` into a temp file beside ``path``, fsync, then rename over it.
+
+    ``os.replace`` is atomic on POSIX within one filesystem, so readers see the old
+    file or the new one, never a mix; on any error the temp file is removed and the
+    old file is untouched.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, data: Any) -> None:
+    """``data`` as indented JSON, atomically (strict JSON: NaN/inf raise ValueError)."""
+    text = json.dumps(data, indent=2, allow_nan=False).encode()
+    atomic_write(path, lambda f: f.write(text))
