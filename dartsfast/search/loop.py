@@ -1,0 +1,329 @@
+"""The DARTS search loop: bilevel steps over a supernet, history, checkpoints, resume, DDP.
+
+Per step (Liu et al. 2019, Alg. 1): one architecture step on a validation batch (first
+or second order, :mod:`dartsfast.search.bilevel`), then one SGD step of the weights on a
+training batch with the alphas held fixed. Both halves of the training split live on
+the device (:class:`dartsfast.data.DeviceBatches`), batches are drawn and augmented there,
+and losses/accuracies accumulate in device tensors read once per epoch, so the step
+itself never waits for the host (the one exception is stock fp16 ``GradScaler.step``,
+which reads its inf flag; bf16 needs no scaler). The progress bar's loss is read every
+``_POSTFIX_EVERY`` steps, not every step.
+
+After every epoch: ``history.json`` (per epoch: losses, accuracies, softmaxed alphas,
+genotype, epoch time, images/s), ``genotype.json`` and ``checkpoint.pt``, each written
+atomically; ``resume=True`` continues from the checkpoint and, on the CPU, ends with the
+same bits as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dartsfast import backend
+from dartsfast._io import write_json
+from dartsfast.data import DeviceBatches, ImageDataset, default_augment, load_dataset, split_train_val
+from dartsfast.runtime import autocast, evaluate_sums, resolve_device, synchronize
+from dartsfast.search import distributed
+from dartsfast.search.bilevel import architecture_step
+from dartsfast.search.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from dartsfast.search.config import SearchConfig
+from dartsfast.search.space import Genotype
+from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
+
+GENOTYPE_FILE = "genotype.json"
+HISTORY_FILE = "history.json"
+_POSTFIX_EVERY = 25  # steps between progress-bar loss reads (each read is a host sync)
+
+EpochCallback = Callable[[int, dict], None]
+
+
+@dataclass
+class SearchResult:
+    """``genotype``: derived from the final alphas; ``history``: one record per epoch (see
+    :func:`search`); ``model``: the SearchModel (supernet + alphas) after the last epoch."""
+
+    genotype: Genotype
+    history: list
+    model: SearchModel
+    config: SearchConfig
+    out: Optional[str] = None
+    start_epoch: int = 0  # epochs already done when this call began (> 0 after a resume)
+
+
+class _Run:
+    """Everything one search holds: data iterators, model, optimisers, scalers, history."""
+
+    def __init__(self, config: SearchConfig, device: torch.device, ctx: distributed.DistContext,
+                 dataset: Optional[ImageDataset]) -> None:
+        self.config, self.device, self.ctx = config, device, ctx
+        self.channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+        torch.manual_seed(config.seed)  # model init (the same on every rank; DDP also broadcasts)
+        if dataset is None:
+            dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
+                                   image_size=config.image_size, seed=config.seed,
+                                   synthetic_size=config.synthetic_size)
+        data = dataset.to(device)
+        if config.max_train_samples is not None:
+            data = dataclasses.replace(data, train_x=data.train_x[:config.max_train_samples],
+                                       train_y=data.train_y[:config.max_train_samples])
+        self.num_classes, self.in_channels, self.image_size = data.num_classes, data.in_channels, data.image_size
+        tr_x, tr_y, va_x, va_y = split_train_val(data, config.train_fraction, seed=config.seed)
+        # Each rank draws from its own slice of both halves (DistributedSampler's split).
+        r, w = ctx.rank, ctx.world_size
+        tr_x, tr_y, va_x, va_y = tr_x[r::w], tr_y[r::w], va_x[r::w], va_y[r::w]
+        self.val_x, self.val_y = va_x, va_y
+        for name, n in (("training", tr_x.shape[0]), ("validation", va_x.shape[0])):
+            if config.batch_size > n:
+                raise ValueError(f"SearchConfig.batch_size {config.batch_size} exceeds the {n} samples of "
+                                 f"this rank's {name} half; lower it or use more data")
+        augment = default_augment(data.name, data.image_size) if config.augment else None
+        gen_train = torch.Generator(device=device).manual_seed(config.seed * 1000 + 2 * r)
+        gen_val = torch.Generator(device=device).manual_seed(config.seed * 1000 + 2 * r + 1)
+        self.train_batches = DeviceBatches(tr_x, tr_y, config.batch_size, generator=gen_train, augment=augment)
+        self.val_batches = DeviceBatches(va_x, va_y, config.batch_size, generator=gen_val, augment=augment)
+        self.val_iter = self.val_batches.forever()  # DARTS's persistent validation iterator
+
+        net = Supernet(config.channels, self.num_classes, config.layers, config.ops, self.in_channels,
+                       partial_channels=config.partial_channels)
+        arch = ArchParams(len(config.ops), edge_normalization=config.use_edge_normalization,
+                          generator=torch.Generator().manual_seed(config.seed))
+        self.model = SearchModel(net, arch).to(device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_net: nn.Module = self.model.net
+        if ctx.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.train_net = nn.parallel.DistributedDataParallel(self.model.net, device_ids=ids)
+
+        self.w_opt = torch.optim.SGD(self.model.weights(), lr=config.w_lr, momentum=config.w_momentum,
+                                     weight_decay=config.w_weight_decay)
+        self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, config.epochs,
+                                                                  eta_min=config.w_lr_min)
+        self.a_opt = torch.optim.Adam(self.model.alphas(), lr=config.alpha_lr, betas=config.alpha_betas,
+                                      weight_decay=config.alpha_weight_decay)
+        fp16 = config.amp == "fp16"
+        self.w_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.a_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.history: list = []
+        self.epoch = 0
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict:
+        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        state = {
+            "config": self.config.to_dict(), "epoch": self.epoch, "history": self.history,
+            "model": cpu(self.model.state_dict()),
+            "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "w_scaler": self.w_scaler.state_dict(), "a_scaler": self.a_scaler.state_dict(),
+            "train_batches": self.train_batches.state_dict(), "val_batches": self.val_batches.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.w_scaler.load_state_dict(state["w_scaler"])
+        self.a_scaler.load_state_dict(state["a_scaler"])
+        self.train_batches.load_state_dict(state["train_batches"])
+        self.val_batches.load_state_dict(state["val_batches"])
+        torch.set_rng_state(state["rng_cpu"])
+        if self.device.type == "cuda" and "rng_cuda" in state:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        self.history, self.epoch = list(state["history"]), int(state["epoch"])
+
+    # ------------------------------------------------------------------ one step
+    def _alpha_loss(self, model: SearchModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.config.amp):
+            logits = model(x)
+        return F.cross_entropy(logits.float(), y)
+
+    def _reduce_alpha_grads(self, grads: list) -> None:
+        distributed.all_reduce_mean_(grads, self.ctx)
+
+    def step(self, loss_sum: torch.Tensor, correct: torch.Tensor, skipped: torch.Tensor) -> torch.Tensor:
+        c, fmt = self.config, torch.channels_last if self.channels_last else torch.contiguous_format
+        x_t, y_t = self.train_batches.next_batch()
+        x_v, y_v = next(self.val_iter)
+        x_t, x_v = x_t.contiguous(memory_format=fmt), x_v.contiguous(memory_format=fmt)
+        architecture_step(self.model, self.a_opt, self._alpha_loss, x_v, y_v, order=c.order,
+                          x_train=x_t, y_train=y_t, lr=self.w_sched.get_last_lr()[0],
+                          momentum=c.w_momentum, weight_decay=c.w_weight_decay, weight_optimizer=self.w_opt,
+                          scaler=self.a_scaler if self.a_scaler.is_enabled() else None,
+                          reduce_grads=self._reduce_alpha_grads if self.ctx.enabled else None)
+        with torch.no_grad():
+            arch_weights = self.model.arch()  # the alphas are constants in the weight step
+        with autocast(self.device, c.amp):
+            logits = self.train_net(x_t, *arch_weights)
+        loss = F.cross_entropy(logits.float(), y_t)
+        self.w_opt.zero_grad(set_to_none=True)
+        self.w_scaler.scale(loss).backward()
+        if c.grad_clip:
+            self.w_scaler.unscale_(self.w_opt)
+            nn.utils.clip_grad_norm_(self.model.weights(), c.grad_clip)
+        if self.w_scaler.is_enabled():
+            # update() lowers the scale exactly when the step was skipped for inf/NaN grads;
+            # compare the device tensors (GradScaler has no public non-syncing getter).
+            before = self.w_scaler._scale.clone()
+            self.w_scaler.step(self.w_opt)
+            self.w_scaler.update()
+            skipped += (self.w_scaler._scale < before).to(skipped.dtype)
+        else:
+            self.w_opt.step()
+        n = y_t.shape[0]
+        loss = loss.detach()
+        loss_sum += loss * n
+        correct += (logits.detach().argmax(1) == y_t).sum()
+        return loss
+
+
+def _alpha_record(model: SearchModel) -> dict:
+    with torch.no_grad():
+        wn, wr, en, er = model.arch()
+    record = {"alphas_normal": wn.float().cpu().tolist(), "alphas_reduce": wr.float().cpu().tolist()}
+    if en is not None:
+        record.update(edges_normal=en.float().cpu().tolist(), edges_reduce=er.float().cpu().tolist())
+    return record
+
+
+def _prepare_out(config: SearchConfig, ctx: distributed.DistContext) -> Optional[dict]:
+    """Create ``out``; return the checkpoint to resume from (or None). Never clobbers one."""
+    if config.out is None:
+        if config.resume:
+            raise ValueError("SearchConfig.resume needs SearchConfig.out (where the checkpoint is)")
+        return None
+    if ctx.is_main:
+        os.makedirs(config.out, exist_ok=True)
+    distributed.barrier(ctx)
+    path = checkpoint_path(config.out)
+    if not os.path.exists(path):
+        return None
+    if config.resume:
+        return load_checkpoint(path, config)
+    if not config.overwrite:
+        raise CheckpointError(f"{path} exists from an earlier search; pass resume=True (--resume) to "
+                              "continue it, overwrite=True (--overwrite) to start afresh, or another out")
+    return None
+
+
+def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageDataset] = None,
+           on_epoch_end: Optional[EpochCallback] = None) -> SearchResult:
+    """Run a DARTS search as ``config`` says; return the genotype and the per-epoch history.
+
+    History records hold ``epoch``, ``lr``, ``train_loss``/``train_acc`` (the weight-step
+    batches, training mode), ``val_loss``/``val_acc`` (the whole validation half, eval
+    mode), ``alphas_normal``/``alphas_reduce`` (softmaxed, [edges][ops] in ``ops`` order;
+    plus ``edges_*`` with edge normalisation), ``genotype``, ``epoch_time_s``,
+    ``train_time_s``, ``images_per_s`` (weight-step images over all ranks per second of
+    stepping), ``skipped_steps`` (fp16 weight steps skipped for inf/NaN gradients).
+
+    ``dataset``: a preloaded :class:`~dartsfast.data.ImageDataset` instead of loading
+    ``config.dataset``. ``on_epoch_end(epoch, record)`` runs after each epoch's files
+    are written (it may raise to stop the search; the checkpoint is already on disk).
+    Under ``torchrun`` (WORLD_SIZE > 1) each process runs this with the same config;
+    rank 0 writes the files. Raises ``FloatingPointError`` if the loss becomes
+    non-finite (the last good checkpoint is kept), :class:`CheckpointError` for an
+    unusable checkpoint.
+    """
+    config = SearchConfig() if config is None else config
+    if not isinstance(config, SearchConfig):
+        raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
+    device = resolve_device(config.device, "SearchConfig.device")
+    ctx = distributed.setup(device.type)
+    try:
+        if ctx.enabled and device.type == "cuda":
+            device = torch.device("cuda", ctx.local_rank)
+            torch.cuda.set_device(device)
+        use = backend.use_backend(config.backend) if config.backend else contextlib.nullcontext()
+        with use:
+            return _search(config, device, ctx, dataset, on_epoch_end)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistContext,
+            dataset: Optional[ImageDataset], on_epoch_end: Optional[EpochCallback]) -> SearchResult:
+    resume_state = _prepare_out(config, ctx)
+    run = _Run(config, device, ctx, dataset)
+    start_epoch = 0
+    if resume_state is not None:
+        run.load_state_dict(resume_state)
+        start_epoch = run.epoch
+        if ctx.is_main and config.progress:
+            print(f"resuming {checkpoint_path(config.out)} after epoch {start_epoch}/{config.epochs}")
+
+    from tqdm.auto import tqdm
+
+    steps = len(run.train_batches)
+    show = config.progress and ctx.is_main
+    for epoch in range(start_epoch, config.epochs):
+        run.model.train()
+        lr = run.w_sched.get_last_lr()[0]
+        loss_sum, correct = (torch.zeros((), device=device) for _ in range(2))
+        skipped = torch.zeros((), device=device)
+        synchronize(device)
+        t0 = time.perf_counter()
+        bar = tqdm(range(steps), leave=False, disable=not show, unit="step",
+                   desc=f"search epoch {epoch + 1}/{config.epochs}")
+        for i in bar:
+            loss = run.step(loss_sum, correct, skipped)
+            if show and (i + 1) % _POSTFIX_EVERY == 0:
+                rate = (i + 1) * config.batch_size * ctx.world_size / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
+        bar.close()
+        synchronize(device)
+        train_time = time.perf_counter() - t0
+        run.w_sched.step()
+        val_loss, val_correct = evaluate_sums(run.model, run.val_x, run.val_y, max(512, config.batch_size),
+                                              config.amp, run.channels_last)
+        seen = torch.tensor(float(steps * config.batch_size), device=device)
+        n_val = torch.tensor(float(run.val_x.shape[0]), device=device)
+        totals = torch.stack([loss_sum, correct, seen, val_loss, val_correct, n_val, skipped])
+        distributed.all_reduce_sum_([totals], ctx)
+        tr_loss, tr_correct, seen, va_loss, va_correct, n_val, skipped = totals.tolist()  # one host read
+        run.epoch = epoch + 1
+        genotype = run.model.genotype()
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss": tr_loss / seen, "train_acc": tr_correct / seen,
+                  "val_loss": va_loss / n_val, "val_acc": va_correct / n_val, **_alpha_record(run.model),
+                  "genotype": genotype.to_dict(), "epoch_time_s": time.perf_counter() - t0,
+                  "train_time_s": train_time, "images_per_s": seen / train_time if train_time > 0 else 0.0,
+                  "skipped_steps": int(skipped)}
+        if not math.isfinite(record["train_loss"]) or not math.isfinite(record["val_loss"]):
+            raise FloatingPointError(
+                f"search diverged in epoch {epoch + 1}: train loss {record['train_loss']}, val loss "
+                f"{record['val_loss']} (the last good checkpoint was kept; try a lower lr or --amp off)")
+        run.history.append(record)
+        if show:
+            tqdm.write(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "
+                       f"acc {record['train_acc']:.4f} | val loss {record['val_loss']:.4f} acc "
+                       f"{record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s"
+                       + (f" | {record['skipped_steps']} fp16 steps skipped" if record["skipped_steps"] else ""))
+        if config.out is not None and ctx.is_main:
+            write_json(os.path.join(config.out, HISTORY_FILE), run.history)
+            write_json(os.path.join(config.out, GENOTYPE_FILE), genotype.to_dict())
+            save_checkpoint(checkpoint_path(config.out), run.state_dict())
+        distributed.barrier(ctx)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, record)
+
+    genotype = run.model.genotype()
+    if config.out is not None and ctx.is_main and config.plots and run.history:
+        from dartsfast import viz
+
+        viz.plot_search(run.history, config.ops, config.out)
+    return SearchResult(genotype=genotype, history=run.history, model=run.model, config=config,
+                        out=config.out, start_epoch=start_epoch)
