@@ -35,6 +35,7 @@ from dartsfast.ops._common import memory_format_of, new_output
 try:  # Triton is optional: without it `import dartsfast` works and this backend is absent.
     import triton
     import triton.language as tl
+    import triton.testing
     HAS_TRITON, WHY_NOT = True, ""
 except Exception as exc:  # ImportError, or a broken install raising something else
     triton = tl = None
@@ -85,8 +86,13 @@ if HAS_TRITON:
         # out_ptr is the fp32 carry buffer for all but the last chunk: one rounding at the end.
         _store(out_ptr, offs, acc, mask, MASKED)
 
+    def _quick_bench(fn, quantiles):
+        # 5 ms warm-up + 20 ms of repeats per config (Triton's default 25 + 100): tuning
+        # one key of 4 configs costs ~0.1 s, so a benchmark sweep of ~50 keys stays short.
+        return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
     @triton.autotune(configs=_FORWARD_CONFIGS, key=["size_bucket", "num_inputs", "in_bytes", "FIRST"],
-                     warmup=5, rep=20)  # ms per config: tuning a key costs ~0.1 s, not ~0.5 s
+                     do_bench=_quick_bench)
     @triton.jit(do_not_specialize=["size_bucket", "num_inputs", "in_bytes"])
     def _weighted_sum_forward_kernel(xs, w_ptr, acc_ptr, out_ptr, n_elements,
                                      size_bucket, num_inputs, in_bytes,  # autotune key only

@@ -1,0 +1,358 @@
+"""weighted_sum's Triton kernels against independent float64 references: forward, backward,
+chunking of large K, layouts, determinism, errors, registration (opcheck, torch.compile)
+and a tiny supernet. `interpreter` tests run the kernels on CPU tensors (TRITON_INTERPRET=1,
+set by conftest); `gpu` tests repeat them at real sizes on CUDA."""
+import pytest
+import torch
+
+from dartsfast import backend
+from dartsfast.ops import weighted_sum
+from dartsfast.ops import weighted_sum_triton as wst
+from dartsfast.ops._common import memory_format_of
+from dartsfast.ops.weighted_sum import BACKWARD_OP, OP
+from dartsfast.testing import (
+    TOLERANCES,
+    assert_close_to_reference,
+    make_generator,
+    poisoned_outputs,
+    random_inputs,
+    random_simplex,
+    random_tensor,
+)
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+KS = (1, 2, 3, 7, 8, 9, 20)
+# Not multiples of the interpreter's 256-element block: 1 and 7 are one masked program,
+# 4099 is 16 full programs and a 3-element tail.
+SIZES = ((1,), (7,), (1023,), (4099,))
+
+_NO_INTERPRETER = not backend.triton_interpreter_enabled() or bool(backend.why_unavailable("triton"))
+_NO_GPU = bool(backend.why_unavailable("triton")) or not torch.cuda.is_available()
+
+
+def interpreter(test):
+    """Triton kernels on CPU tensors; skipped where the interpreter is off (a GPU machine)."""
+    skip = pytest.mark.skipif(_NO_INTERPRETER, reason="needs triton with TRITON_INTERPRET=1")
+    return pytest.mark.interpreter(skip(test))
+
+
+def gpu(test):
+    return pytest.mark.gpu(pytest.mark.skipif(_NO_GPU, reason="needs triton and a CUDA device")(test))
+
+
+def float64_sum(inputs, weights):
+    """Independent oracle: plain float64 arithmetic, no dartsfast code."""
+    return sum(w * x.double() for w, x in zip(weights.double().unbind(0), inputs))
+
+
+def plain_pytorch_sum(inputs, weights):
+    """Eager PyTorch in the inputs' dtype: the low-precision error baseline."""
+    w = weights.to(inputs[0].dtype)
+    return sum(w[k] * x for k, x in enumerate(inputs))
+
+
+def float64_grads(inputs, weights, grad_out):
+    """(input grads, weight grads) of float64_sum by float64 autograd."""
+    xs = [x.detach().double().requires_grad_(True) for x in inputs]
+    w = weights.detach().double().requires_grad_(True)
+    float64_sum(xs, w).backward(grad_out.double())
+    return [x.grad for x in xs], w.grad
+
+
+def check_forward(inputs, weights, what="weighted_sum"):
+    dtype = inputs[0].dtype
+    with backend.use_backend("triton"), poisoned_outputs():
+        out = weighted_sum(inputs, weights)
+    assert out.dtype == dtype and out.shape == inputs[0].shape
+    assert out.is_contiguous(memory_format=memory_format_of(inputs[0]))
+    baseline = plain_pytorch_sum(inputs, weights) if dtype in LOW_PRECISION else None
+    assert_close_to_reference(out, float64_sum(inputs, weights), dtype, what, baseline)
+    return out
+
+
+def check_backward(inputs, weights, grad_out):
+    dtype = inputs[0].dtype
+    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    w = weights.detach().clone().requires_grad_(True)
+    with backend.use_backend("triton"), poisoned_outputs():
+        weighted_sum(xs, w).backward(grad_out)
+    ref_x, ref_w = float64_grads(inputs, weights, grad_out)
+    for i, (x, ref) in enumerate(zip(xs, ref_x)):
+        assert x.grad.dtype == dtype and x.grad.stride() == x.stride()
+        assert_close_to_reference(x.grad, ref, dtype, f"grad inputs[{i}]")
+    assert w.grad.dtype == weights.dtype
+    # Σ grad·y_k over inputs already rounded to `dtype`: products of two fp16/bf16 numbers
+    # are exact in fp32, so only the fp32 summation differs from float64.
+    assert_close_to_reference(w.grad, ref_w, torch.float32, "grad weights")
+    return [x.grad for x in xs], w.grad
+
+
+# ----------------------------------------------------------------------------- interpreter
+
+# Every K × size in fp32; fp16/bf16 on a one-program and a many-program size.
+FORWARD_CASES = ([(k, s, torch.float32) for k in KS for s in SIZES]
+                 + [(k, s, d) for d in LOW_PRECISION for k in KS for s in ((7,), (4099,))])
+
+
+@pytest.mark.parametrize("k, shape, dtype", FORWARD_CASES)
+@interpreter
+def test_forward_matches_float64(k, shape, dtype):
+    gen = make_generator(100 * k + shape[0])
+    check_forward(random_inputs(k, shape, dtype=dtype, generator=gen), random_simplex(k, generator=gen))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype, k", [(torch.float32, 3), (torch.float16, 9), (torch.bfloat16, 20)])
+@interpreter
+def test_forward_4d_layouts(channels_last, dtype, k):
+    gen = make_generator(200 + k)
+    inputs = random_inputs(k, (2, 7, 5, 3), dtype=dtype, generator=gen, channels_last=channels_last)
+    out = check_forward(inputs, random_simplex(k, generator=gen))
+    assert out.stride() == inputs[0].stride()
+
+
+@pytest.mark.parametrize("k, shape, channels_last, dtype", [
+    (1, (7,), False, torch.float32),
+    (2, (4099,), False, torch.bfloat16),
+    (3, (2, 7, 5, 3), True, torch.float16),
+    (7, (1023,), False, torch.float32),
+    (8, (2, 7, 5, 3), False, torch.bfloat16),
+    (9, (4099,), False, torch.float16),
+    (20, (2, 7, 5, 3), True, torch.float32),
+    (20, (1,), False, torch.bfloat16),
+])
+@interpreter
+def test_backward_matches_float64(k, shape, channels_last, dtype):
+    gen = make_generator(300 + k)
+    inputs = random_inputs(k, shape, dtype=dtype, generator=gen, channels_last=channels_last)
+    grad_out = random_tensor(shape, dtype=dtype, generator=gen, channels_last=channels_last)
+    check_backward(inputs, random_simplex(k, generator=gen), grad_out)
+
+
+@pytest.mark.parametrize("k, max_arity", [(9, 2), (20, 8), (5, 4), (33, wst.MAX_ARITY)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@interpreter
+def test_chunked_inputs_match_one_launch_bitwise(k, max_arity, dtype):
+    """K > max_arity runs several launches with an fp32 carry; it must round once, like one launch."""
+    gen = make_generator(400 + k)
+    inputs = random_inputs(k, (1023,), dtype=dtype, generator=gen)
+    weights = random_simplex(k, generator=gen)
+    grad_out = random_tensor((1023,), dtype=dtype, generator=gen)
+    with poisoned_outputs():
+        chunked = wst.weighted_sum_triton(inputs, weights, max_arity=max_arity)
+        whole = wst.weighted_sum_triton(inputs, weights, max_arity=k)
+        chunked_grads = wst.weighted_sum_backward_triton(grad_out, inputs, weights, max_arity=max_arity)
+        whole_grads = wst.weighted_sum_backward_triton(grad_out, inputs, weights, max_arity=k)
+    assert torch.equal(chunked, whole)
+    assert all(torch.equal(a, b) for a, b in zip(chunked_grads, whole_grads))
+    baseline = plain_pytorch_sum(inputs, weights) if dtype in LOW_PRECISION else None
+    assert_close_to_reference(chunked, float64_sum(inputs, weights), dtype, "chunked forward", baseline)
+    ref_x, ref_w = float64_grads(inputs, weights, grad_out)
+    assert_close_to_reference(chunked_grads[-1], ref_w, torch.float32, "chunked grad weights")
+    assert_close_to_reference(chunked_grads[k - 1], ref_x[k - 1], dtype, "chunked grad inputs[-1]")
+
+
+@interpreter
+def test_weight_grads_are_bitwise_deterministic():
+    gen = make_generator(500)
+    inputs = random_inputs(9, (4099,), generator=gen)
+    weights = random_simplex(9, generator=gen)
+    grad_out = random_tensor((4099,), generator=gen)
+    runs = [check_backward(inputs, weights, grad_out) for _ in range(2)]
+    assert torch.equal(runs[0][1], runs[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][0], runs[1][0]))
+
+
+@interpreter
+def test_mixed_layouts_non_dense_inputs_and_size_one_dims():
+    gen = make_generator(600)
+    a = random_tensor((2, 6, 5, 4), generator=gen, channels_last=True)
+    b = random_tensor((2, 6, 5, 4), generator=gen)
+    c = random_tensor((2, 6, 5, 8), generator=gen)[..., ::2]  # strided view
+    # Dense in both formats: its channels_last strides must not be taken as another layout.
+    d = random_tensor((2, 1, 5, 4), generator=gen, channels_last=True)
+    e = random_tensor((2, 1, 5, 4), generator=gen)
+    weights = random_simplex(3, generator=gen)
+    check_forward([a, b, c], weights, "mixed layouts")
+    check_forward([d, e, d], weights, "size-1 channel")
+    grad_out = random_tensor((2, 6, 5, 4), generator=gen)
+    check_backward([a, b, c], weights, grad_out)
+    # Autograd re-lays grads out to match their inputs, so ask the kernel itself: each grad
+    # must come back in its input's format, as the fake kernel promises torch.compile.
+    with poisoned_outputs():
+        grads = wst.weighted_sum_backward_triton(grad_out, [a, b, c], weights)
+    assert [g.stride() for g in grads[:3]] == [a.stride(), b.stride(), c.contiguous().stride()]
+
+
+@interpreter
+def test_expanded_grad_and_empty_inputs():
+    gen = make_generator(700)
+    # out.sum().backward() hands the backward a stride-0 gradient: made dense, not misread.
+    xs = random_inputs(2, (4, 5), generator=gen, requires_grad=True)
+    w = random_simplex(2, generator=gen).requires_grad_(True)
+    with backend.use_backend("triton"), poisoned_outputs():
+        weighted_sum(xs, w).sum().backward()
+    torch.testing.assert_close(xs[1].grad, torch.full((4, 5), w[1].item()))
+    torch.testing.assert_close(w.grad, torch.stack([x.detach().sum() for x in xs]), rtol=1e-6, atol=1e-6)
+    empty = [torch.empty(0, 3) for _ in range(3)]
+    with poisoned_outputs():
+        assert wst.weighted_sum_triton(empty, w.detach()[:1].expand(3)).shape == (0, 3)
+        grads = wst.weighted_sum_backward_triton(torch.empty(0, 3), empty, torch.ones(3))
+    assert [tuple(g.shape) for g in grads] == [(0, 3)] * 3 + [(3,)] and torch.equal(grads[-1], torch.zeros(3))
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (lambda x, w: ([], w[:0]), ValueError, "K=0"),
+    (lambda x, w: ([x[0], x[1][:2]], w[:2]), ValueError, "inputs\\[1\\] has shape"),
+    (lambda x, w: ([x[0], x[1].half()], w[:2]), TypeError, "inputs\\[1\\] has dtype"),
+    (lambda x, w: ([x[0], x[1].to("meta")], w[:2]), ValueError, "inputs\\[1\\] is on meta"),
+    (lambda x, w: (x, w[:2]), ValueError, "weights has length 2 but there are 3 inputs"),
+    (lambda x, w: (x, torch.cat([w, w])), ValueError, "weights has length 6 but there are 3 inputs"),
+    (lambda x, w: (x, w.half()), TypeError, "weights has dtype float16"),
+])
+@interpreter
+def test_bad_inputs_raise_clear_errors(bad, error, message):
+    gen = make_generator(800)
+    args = bad(random_inputs(3, (4, 5), generator=gen), random_simplex(3, generator=gen))
+    with backend.use_backend("triton"), pytest.raises(error, match=message):
+        weighted_sum(*args)
+
+
+@pytest.mark.parametrize("max_arity", [0, -1, 2.0])
+@interpreter
+def test_bad_max_arity(max_arity):
+    with pytest.raises(ValueError, match="max_arity must be a positive int"):
+        wst.weighted_sum_triton([torch.ones(3)], torch.ones(1), max_arity=max_arity)
+
+
+@interpreter
+def test_triton_backend_selects_the_triton_kernels():
+    cpu = torch.device("cpu")
+    with backend.use_backend("triton"):
+        assert backend.select(OP, cpu) == ("triton", wst.weighted_sum_triton)
+        assert backend.select(BACKWARD_OP, cpu) == ("triton", wst.weighted_sum_backward_triton)
+
+
+@pytest.fixture
+def triton_calls(monkeypatch):
+    """Counts calls into the Triton launchers, so a test cannot pass on a silent fallback."""
+    calls = {OP: 0, BACKWARD_OP: 0}
+    for op in calls:
+        kernel = backend._kernels[op]["triton"]
+
+        def counted(*args, _kernel=kernel, _op=op):
+            calls[_op] += 1
+            return _kernel(*args)
+
+        monkeypatch.setitem(backend._kernels, op, {**backend._kernels[op], "triton": counted})
+    return calls
+
+
+@interpreter
+def test_opcheck_with_triton_backend(triton_calls):
+    gen = make_generator(900)
+    inputs = random_inputs(3, (2, 3, 4, 5), generator=gen, channels_last=True, requires_grad=True)
+    weights = random_simplex(3, generator=gen).requires_grad_(True)
+    grad = random_tensor((2, 3, 4, 5), generator=gen)
+    with backend.use_backend("triton"):
+        torch.library.opcheck(torch.ops.dartsfast.weighted_sum.default, (inputs, weights))
+        torch.library.opcheck(torch.ops.dartsfast.weighted_sum_backward.default,
+                              (grad, [x.detach() for x in inputs], weights.detach()))
+    assert triton_calls[OP] > 0 and triton_calls[BACKWARD_OP] > 0
+
+
+@interpreter
+def test_torch_compile_fullgraph_with_triton_backend(triton_calls):
+    gen = make_generator(1000)
+    inputs = random_inputs(4, (2, 8, 5, 5), generator=gen, channels_last=True)
+    weights = random_simplex(4, generator=gen)
+
+    def loss_fn(xs, w):
+        return (weighted_sum(xs, torch.softmax(w, 0)) ** 2).sum()
+
+    # aot_eager traces the op and its backward without inductor's C++ compiler.
+    compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager")
+    results = []
+    for fn, name in ((loss_fn, "torch"), (compiled, "triton")):
+        xs = [x.clone().requires_grad_(True) for x in inputs]
+        w = weights.clone().requires_grad_(True)
+        with backend.use_backend(name), poisoned_outputs():
+            loss = fn(xs, w)
+            loss.backward()
+        results.append((loss.detach(), w.grad, xs[2].grad))
+    assert triton_calls == {OP: 1, BACKWARD_OP: 1}
+    for eager, comp in zip(*results):
+        torch.testing.assert_close(comp, eager, rtol=TOLERANCES[torch.float32], atol=1e-6)
+
+
+@interpreter
+def test_supernet_same_loss_and_grads_with_triton(triton_calls):
+    from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
+
+    ops = ("skip_connect", "avg_pool_3x3", "none")
+    torch.manual_seed(0)
+    model = SearchModel(Supernet(4, 10, 3, ops, in_channels=1), ArchParams(len(ops), init_scale=1.0))
+    x = torch.randn(2, 1, 8, 8, generator=make_generator(1100))
+    target = torch.tensor([3, 7])
+    results = {}
+    for name in ("torch", "triton"):
+        model.zero_grad(set_to_none=True)
+        with backend.use_backend(name), poisoned_outputs():
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+        results[name] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    # 14 edges × 3 cells, one forward and one backward launch each.
+    assert triton_calls == {OP: 42, BACKWARD_OP: 42}
+    (loss_t, grads_t), (loss_x, grads_x) = results["torch"], results["triton"]
+    assert_close_to_reference(loss_x, loss_t, torch.float32, "loss")
+    assert grads_t.keys() == grads_x.keys()
+    for n in ("arch.alphas_normal", "arch.alphas_reduce", "net.stem.0.weight", "net.classifier.weight"):
+        assert grads_t[n].abs().sum() > 0, n
+    for n, g in grads_x.items():
+        assert_close_to_reference(g, grads_t[n], torch.float32, f"grad {n}")
+
+
+# ----------------------------------------------------------------------------- GPU, real sizes
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, shape, channels_last", [
+    (1, (1 << 22,), False), (3, ((1 << 20) + 7,), False), (8, (16, 64, 64, 64), True),
+    (20, (1 << 22,), False), (40, (4, 64, 56, 56), True),
+])
+@gpu
+def test_gpu_forward_backward_match_float64(dtype, k, shape, channels_last):
+    gen = make_generator(1200 + k)
+    inputs = [x.cuda() for x in random_inputs(k, shape, dtype=dtype, generator=gen, channels_last=channels_last)]
+    weights = random_simplex(k, generator=gen).cuda()
+    grad_out = random_tensor(shape, dtype=dtype, generator=gen, channels_last=channels_last).cuda()
+    out = check_forward(inputs, weights)
+    assert out.stride() == inputs[0].stride()
+    first = check_backward(inputs, weights, grad_out)
+    second = check_backward(inputs, weights, grad_out)
+    assert torch.equal(first[1], second[1]), "weight grads differ between two identical runs"
+
+
+@gpu
+def test_gpu_auto_backend_runs_triton_backward():
+    with backend.use_backend("auto"):
+        assert backend.select(BACKWARD_OP, torch.device("cuda"))[0] == "triton"
+
+
+@gpu
+def test_gpu_more_than_2_to_the_31_elements_use_int64_offsets():
+    m = (1 << 31) + 1029  # 4.3 GB per bf16 tensor: needs ~13 GB with the grads
+    if torch.cuda.mem_get_info()[0] < 20 * 2**30:
+        pytest.skip("needs 20 GiB of free GPU memory")
+    x = torch.randn(m, device="cuda", dtype=torch.bfloat16)
+    w = torch.tensor([0.75], device="cuda")
+    with backend.use_backend("triton"), poisoned_outputs():
+        out = weighted_sum([x], w)
+        tail = slice(m - 5000, m)  # elements past 2^31 that int32 offsets would wrap
+        torch.testing.assert_close(out[tail].float(), x[tail].float() * 0.75, rtol=4e-3, atol=0)
+        assert not out.isnan().any()
+        del out
+        gx, gw = wst.weighted_sum_backward_triton(x, [x], w)
+    torch.testing.assert_close(gx[tail].float(), x[tail].float() * 0.75, rtol=4e-3, atol=0)
+    ref = x.float().square().sum(dtype=torch.float64)
+    assert abs(gw.double().item() - ref.item()) <= 1e-4 * ref.item()
