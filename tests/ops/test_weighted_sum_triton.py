@@ -202,6 +202,18 @@ def test_expanded_grad_and_empty_inputs():
     assert [tuple(g.shape) for g in grads] == [(0, 3)] * 3 + [(3,)] and torch.equal(grads[-1], torch.zeros(3))
 
 
+@interpreter
+def test_float64_runs_the_reference_under_triton(triton_calls):
+    gen = make_generator(750)
+    inputs = random_inputs(3, (5, 7), dtype=torch.float64, generator=gen)
+    weights = random_simplex(3, dtype=torch.float64, generator=gen)
+    grad_out = random_tensor((5, 7), dtype=torch.float64, generator=gen)
+    out = check_forward(inputs, weights)
+    grads, grad_w = check_backward(inputs, weights, grad_out)
+    assert triton_calls == {OP: 2, BACKWARD_OP: 1}  # selected, then delegated to the reference
+    assert out.dtype == grads[0].dtype == grad_w.dtype == torch.float64
+
+
 @pytest.mark.parametrize("bad, error, message", [
     (lambda x, w: ([], w[:0]), ValueError, "K=0"),
     (lambda x, w: ([x[0], x[1][:2]], w[:2]), ValueError, "inputs\\[1\\] has shape"),
