@@ -55,10 +55,11 @@ if HAS_TRITON:
     if backend.triton_interpreter_enabled():
         _FORWARD_CONFIGS = [triton.Config({"BLOCK": _INTERPRETER_BLOCK}, num_warps=4)]
     else:
-        # 512/4 gives 128 programs at M=2^16 (H100: 132 SMs); 4096/8 gives 16 elements
-        # per thread for the largest M. fp32 moves one 16-byte vector per 4 elements.
+        # Every config gives each thread ≥ 8 elements per input: ≥ one 16-byte vector in
+        # bf16/fp16 (ptx ld.global.v4.b32), two in fp32. 512/2 gives 128 programs at
+        # M=2^16 (H100: 132 SMs); 4096/8 gives 16 elements per thread for the largest M.
         _FORWARD_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w)
-                            for b, w in ((512, 4), (1024, 4), (2048, 8), (4096, 8))]
+                            for b, w in ((512, 2), (1024, 4), (2048, 8), (4096, 8))]
 
     @triton.jit
     def _load(ptr, offs, mask, MASKED: tl.constexpr):
@@ -86,13 +87,23 @@ if HAS_TRITON:
         # out_ptr is the fp32 carry buffer for all but the last chunk: one rounding at the end.
         _store(out_ptr, offs, acc, mask, MASKED)
 
+    def _fitting_configs(configs, named_args, **kwargs):
+        """Drop configs whose loads cannot fit in registers. Compiled for sm_90, 1024 bytes
+        of input per thread (32 bf16 inputs × 16 elements, 4096/8) spilled 10 KB, while
+        640 (20 fp32 × 8, 1024/4) took 147 registers and no spills: keep ≤ 768 bytes.
+        The smallest config always stays."""
+        args = {**named_args, **kwargs}
+        per_thread = lambda c: c.kwargs["BLOCK"] // (32 * c.num_warps) * args["num_inputs"] * args["in_bytes"]  # noqa: E731
+        fitting = [c for c in configs if per_thread(c) <= 768]
+        return fitting or [min(configs, key=per_thread)]
+
     def _quick_bench(fn, quantiles):
         # 5 ms warm-up + 20 ms of repeats per config (Triton's default 25 + 100): tuning
         # one key of 4 configs costs ~0.1 s, so a benchmark sweep of ~50 keys stays short.
         return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
 
     @triton.autotune(configs=_FORWARD_CONFIGS, key=["size_bucket", "num_inputs", "in_bytes", "FIRST"],
-                     do_bench=_quick_bench)
+                     prune_configs_by={"early_config_prune": _fitting_configs}, do_bench=_quick_bench)
     @triton.jit(do_not_specialize=["size_bucket", "num_inputs", "in_bytes"])
     def _weighted_sum_forward_kernel(xs, w_ptr, acc_ptr, out_ptr, n_elements,
                                      size_bucket, num_inputs, in_bytes,  # autotune key only
@@ -128,13 +139,14 @@ if HAS_TRITON:
             _backward_block(g_ptr, xs, gxs, w_ptr, partial_ptr + pid, num_programs, offs, mask, True)
 
 
-def _backward_config(n_elements: int) -> tuple[int, int]:
+def _backward_config(n_elements: int, elem_size: int) -> tuple[int, int]:
     """(BLOCK, num_warps) of the backward; fixed, not autotuned (see the module docstring)."""
     if backend.triton_interpreter_enabled():
         return _INTERPRETER_BLOCK, 4
-    if n_elements <= 1 << 18:  # ≤ 256 programs of 1024: smaller blocks fill 132 SMs
-        return 512, 4
-    return 1024, 4  # 8 elements per thread: one 16-byte bf16 vector (two in fp32)
+    # ≤ 2^18 elements would be ≤ 256 programs of 1024: blocks of 512 fill 132 SMs better.
+    block = 512 if n_elements <= 1 << 18 else 1024
+    # One 16-byte vector per thread per tensor: 1024 bf16 → 4 warps, 1024 fp32 → 8 warps.
+    return block, max(1, block * elem_size // (16 * 32))
 
 
 def _require_triton() -> None:
@@ -224,7 +236,7 @@ def weighted_sum_backward_triton(grad: torch.Tensor, inputs: Sequence[torch.Tens
     strides = grads[0].stride()
     g, *xs = _dense([grad, *inputs], strides, layout)
     w = weights.detach().to(device=x0.device, dtype=torch.float32).contiguous()
-    block, num_warps = _backward_config(m)
+    block, num_warps = _backward_config(m, x0.element_size())
     num_programs = triton.cdiv(m, block)
     # partials[k, p]: program p's share of Σ grad·y_k; NaN-poisoned under test like outputs.
     partials = new_output((len(inputs), num_programs), torch.float32, x0.device)

@@ -325,6 +325,75 @@ def test_supernet_same_loss_and_grads_with_triton(triton_calls):
         assert_close_to_reference(g, grads_t[n], torch.float32, f"grad {n}")
 
 
+# ----------------------------------------------------------------------------- sm_90 compile, no GPU
+
+# The interpreter runs kernels the GPU compiler would reject (it checks no types, layouts or
+# register limits), so compile them for an H100 (sm_90) here, in a process without
+# TRITON_INTERPRET, with ptxas -v: no register spills, and full blocks use 16-byte loads.
+_COMPILE_SCRIPT = r"""
+import io, contextlib, json, re, sys
+import triton
+from triton import knobs
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from dartsfast.ops import weighted_sum_triton as W
+knobs.nvidia.dump_ptxas_log = True
+D16 = [["tt.divisibility", 16]]
+
+def build(kind, n, dt, block, warps):
+    if kind == "fwd":
+        fn, sig = W._weighted_sum_forward_kernel.fn, {"xs": (f"*{dt}",) * n, "w_ptr": "*fp32",
+            "acc_ptr": "*fp32", "out_ptr": f"*{dt}", "n_elements": "i32", "size_bucket": "i32",
+            "num_inputs": "i32", "in_bytes": "i32", "FIRST": "constexpr", "BLOCK": "constexpr"}
+        attrs, consts = {(0, j): D16 for j in range(n)} | {(i,): D16 for i in (1, 2, 3)}, {"FIRST": n % 2 == 0}
+    else:
+        fn, sig = W._weighted_sum_backward_kernel, {"g_ptr": f"*{dt}", "xs": (f"*{dt}",) * n,
+            "gxs": (f"*{dt}",) * n, "w_ptr": "*fp32", "partial_ptr": "*fp32", "n_elements": "i32",
+            "num_programs": "i32", "BLOCK": "constexpr"}
+        attrs = {(a, j): D16 for a in (1, 2) for j in range(n)} | {(i,): D16 for i in (0, 3, 4)}
+        consts = {}
+    src = ASTSource(fn=fn, signature=sig, constexprs=consts | {"BLOCK": block}, attrs=attrs)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        k = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    ptx = k.asm["ptx"]
+    return {"case": f"{kind} {dt} n={n} {block}/{warps}",
+            "spill_bytes": sum(map(int, re.findall(r"(\d+) bytes spill stores", log.getvalue()))),
+            "v4_loads": len(re.findall(r"ld\.global\.v4\.b32", ptx)), "v4_stores": len(re.findall(r"st\.global\.v4\.b32", ptx))}
+
+# Every forward config the autotuner may pick for the widest chunks, and the backward table.
+cases = [("fwd", n, dt, c.kwargs["BLOCK"], c.num_warps) for n, dt, size in ((32, "bf16", 2), (20, "fp32", 4))
+         for c in W._fitting_configs(W._FORWARD_CONFIGS, {}, num_inputs=n, in_bytes=size)]
+cases += [("bwd", n, dt, *W._backward_config(m, size)) for n, dt, size, m in
+          ((32, "bf16", 2, 1 << 20), (5, "fp16", 2, 1 << 16), (3, "fp32", 4, 1 << 20))]
+print(json.dumps([build(*c) for c in cases]))
+"""
+
+
+@pytest.mark.skipif(not wst.HAS_TRITON, reason=wst.WHY_NOT or "needs triton")
+def test_kernels_compile_for_sm90_without_spills_and_with_vector_loads():
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    spec = importlib.util.find_spec("triton")
+    ptxas = os.path.join(os.path.dirname(spec.origin), "backends", "nvidia", "bin", "ptxas")
+    if not os.path.exists(ptxas):
+        pytest.skip("triton ships no ptxas here")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for r in results:
+        assert r["spill_bytes"] == 0, r
+        # At least one 16-byte load per input per full block (the masked tail may be scalar).
+        n = int(r["case"].split("n=")[1].split()[0])
+        assert r["v4_loads"] >= n and r["v4_stores"] >= 1, r
+
+
 # ----------------------------------------------------------------------------- GPU, real sizes
 
 @pytest.mark.parametrize("dtype", DTYPES)
