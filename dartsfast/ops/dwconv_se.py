@@ -18,6 +18,7 @@ cheap conv output instead of saving it, so only the inputs stay alive for backwa
 """
 from __future__ import annotations
 
+import importlib.util
 from typing import Optional
 
 import torch
@@ -186,6 +187,20 @@ def _dwconv_se_backward_ref(grad_out, x, weight, bn_weight, bn_bias, running_mea
 
 backend.register_kernel(OP, "torch")(_dwconv_se_forward_ref)
 backend.register_kernel(BACKWARD_OP, "torch")(_dwconv_se_backward_ref)
+
+# Triton kernels (dwconv_se_triton*.py), imported on first call: `import dartsfast` must
+# work without triton and must not import it before a caller sets TRITON_INTERPRET.
+if importlib.util.find_spec("triton") is not None:
+    def _dwconv_se_triton(*args):
+        from dartsfast.ops.dwconv_se_triton import dwconv_se_forward_triton
+        return dwconv_se_forward_triton(*args)
+
+    def _dwconv_se_backward_triton(*args):
+        from dartsfast.ops.dwconv_se_triton_backward import dwconv_se_backward_triton
+        return dwconv_se_backward_triton(*args)
+
+    backend.register_kernel(OP, "triton")(_dwconv_se_triton)
+    backend.register_kernel(BACKWARD_OP, "triton")(_dwconv_se_backward_triton)
 
 
 def dwconv_se_ref(x, weight, bn_weight, bn_bias, running_mean, running_var,

@@ -1,0 +1,337 @@
+"""Triton kernels for ``dwconv_se`` (the MBConv middle), forward; the backward is in
+:mod:`dartsfast.ops.dwconv_se_triton_backward`.
+
+Layout: NHWC (channels_last) is the fast path — a program owns a tile of BLOCK_P output
+pixels × BLOCK_C contiguous channels, so every load/store is a contiguous run of channels.
+NCHW inputs are accepted and converted to channels_last once (one extra read + write of x);
+the output keeps x's memory format (the kernels address outputs through their strides).
+fp32/fp16/bf16 activations, fp32 accumulation; fp64 runs on the torch reference.
+
+Passes of the training forward (b = element size, M_in = N·H·W·C, M_out = N·H'·W'·C;
+DRAM bytes, halo re-reads of neighbouring pixels hit L2 and are not counted):
+
+1. ``_dw_pass_kernel[MODE_STATS]``: depthwise conv, per-program BN partials
+   (count, mean, M2 — Chan/Welford, robust where Σz² − (Σz)²/n would cancel):
+   reads M_in·b, writes 2·T·C·4 (T = N·chunks, partials of TILES·BLOCK_P pixels each).
+2. ``_bn_stats_kernel``: combines the T partials in a fixed order (no atomics) into the
+   batch mean and biased variance: reads 2·T·C·4, writes 4·C·4.
+3. ``_dw_pass_kernel[MODE_POOL]``: recomputes the conv, BN + SiLU, per-(n, chunk) SE sums
+   of y; nothing full-size is written: reads M_in·b, writes T·C·4.
+4. SE MLP in torch on [N, C] (tiny).
+5. ``_dw_pass_kernel[MODE_APPLY]``: recomputes conv + BN + SiLU and writes out = y·gate:
+   reads M_in·b, writes M_out·b.
+
+Total ≈ 3·M_in·b + M_out·b (+ ≈ 5·T·C·4 of partials, ~1–2% at real sizes). The floor
+(read x once, write out once) is M_in·b + M_out·b, so stride 1 moves 2× the floor.
+Recompute vs write-y: storing z (or y) in pass 1 and reading it twice costs
+M_in·b + 4·M_out·b — 5·M·b at stride 1 against 4·M·b for the recompute (stride 2, where
+M_in = 4·M_out, it would be 8 vs 13·M_out·b; the conv recompute keeps one code path and
+the fp32 z, and stride-2 layers are one per stage). Eval: passes 3 + 5 with running
+statistics: 2·M_in·b + M_out·b.
+
+Every output buffer comes from ``new_output`` (NaN-poisoned under test).
+"""
+from __future__ import annotations
+
+import importlib
+import contextlib
+import functools
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from dartsfast import backend
+from dartsfast.ops._common import memory_format_of, new_output
+
+# tl.constexpr so the kernels may read them as globals (Triton rejects plain global ints).
+MODE_STATS, MODE_POOL, MODE_APPLY = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@triton.jit
+def _dwconv_tile(x_img, w_ptr, ho, wo, p_mask, c, c_mask, C, H, W, sxh, sxw, sxc,
+                 STRIDE: tl.constexpr, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """z[p, c] of one tile in fp32; padded taps and masked pixels contribute 0."""
+    PAD: tl.constexpr = K // 2
+    h0 = ho * STRIDE - PAD
+    w0 = wo * STRIDE - PAD
+    # One pointer tile at the window's corner; each tap adds a scalar offset, and the row
+    # mask is built once per kernel row: ~12 instead of ~25 integer ops per tap. The kernel
+    # rows are a real loop: fully unrolled, ptxas hoists all k² tile loads and spills.
+    base = x_img + (h0 * sxh + w0 * sxw)[:, None] + (c * sxc)[None, :]
+    acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
+    for kh in range(K):
+        row_ok = p_mask & (h0 + kh >= 0) & (h0 + kh < H)
+        for kw in tl.static_range(K):
+            ok = row_ok & (w0 + kw >= 0) & (w0 + kw < W)
+            xv = tl.load(base + (kh * sxh + kw * sxw), mask=ok[:, None] & c_mask[None, :], other=0.0)
+            # Filter stored [K*K, C] fp32: one contiguous BLOCK_C vector per tap (L1-resident).
+            wv = tl.load(w_ptr + (kh * K + kw) * C + c, mask=c_mask, other=0.0)
+            acc += xv.to(tl.float32) * wv[None, :]
+    return acc
+
+
+@triton.jit
+def _sigmoid(a):
+    # exp-based (no libdevice: the interpreter has none); a → -inf gives 1/inf = 0.
+    return 1.0 / (1.0 + tl.exp(-a))
+
+
+@triton.jit
+def _dw_pass_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_ptr, part2_ptr, out_ptr,
+                    C, H, W, Wo, HWo, CHUNKS, TILES,
+                    sxn, sxh, sxw, sxc, son, soh, sow, soc,
+                    MODE: tl.constexpr, STRIDE: tl.constexpr, K: tl.constexpr,
+                    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One program: image n, pixel chunk (TILES tiles of BLOCK_P output pixels), BLOCK_C channels.
+
+    MODE_STATS: per-chunk mean and M2 of z → part_ptr, part2_ptr  [N*CHUNKS, C] fp32
+    MODE_POOL:  per-chunk Σ_p silu(bn(z))  → part_ptr               [N*CHUNKS, C] fp32
+    MODE_APPLY: out = silu(bn(z)) * gate[n, c]  → out_ptr (its strides)
+    """
+    pid = tl.program_id(0)
+    n = pid // CHUNKS
+    chunk = pid % CHUNKS
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    x_img = x_ptr + n.to(tl.int64) * sxn
+    if MODE != MODE_STATS:
+        mean = tl.load(mean_ptr + c, mask=c_mask, other=0.0)
+        scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
+        beta = tl.load(beta_ptr + c, mask=c_mask, other=0.0)
+    if MODE == MODE_APPLY:
+        gate = tl.load(gate_ptr + n * C + c, mask=c_mask, other=0.0)
+        out_img = out_ptr + n.to(tl.int64) * son
+    count = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for t in range(TILES):
+        p = (chunk * TILES + t) * BLOCK_P + tl.arange(0, BLOCK_P)
+        p_mask = p < HWo
+        ho = p // Wo
+        wo = p - ho * Wo
+        z = _dwconv_tile(x_img, w_ptr, ho, wo, p_mask, c, c_mask, C, H, W, sxh, sxw, sxc,
+                         STRIDE, K, BLOCK_P, BLOCK_C)
+        if MODE == MODE_STATS:
+            # Chan's parallel update of (count, mean, M2) with this tile's centred sums.
+            n_t = tl.sum(p_mask.to(tl.float32), axis=0)
+            mean_t = tl.sum(z, axis=0) / tl.maximum(n_t, 1.0)  # masked rows of z are exactly 0
+            d = tl.where(p_mask[:, None], z - mean_t[None, :], 0.0)
+            m2_t = tl.sum(d * d, axis=0)
+            new_count = count + n_t
+            frac = n_t / tl.maximum(new_count, 1.0)
+            delta = mean_t - acc
+            acc += delta * frac
+            acc2 += m2_t + delta * delta * count * frac
+            count = new_count
+        else:
+            a = (z - mean[None, :]) * scale[None, :] + beta[None, :]
+            y = a * _sigmoid(a)
+            if MODE == MODE_POOL:
+                acc += tl.sum(tl.where(p_mask[:, None], y, 0.0), axis=0)
+            else:
+                out = y * gate[None, :]
+                ptrs = out_img + (ho * soh + wo * sow)[:, None] + (c * soc)[None, :]
+                tl.store(ptrs, out.to(out_ptr.dtype.element_ty), mask=p_mask[:, None] & c_mask[None, :])
+    if MODE != MODE_APPLY:
+        tl.store(part_ptr + pid * C + c, acc, mask=c_mask)
+    if MODE == MODE_STATS:
+        tl.store(part2_ptr + pid * C + c, acc2, mask=c_mask)
+
+
+@triton.jit
+def _bn_stats_kernel(mean_part_ptr, m2_part_ptr, gamma_ptr, mean_ptr, var_ptr, scale_ptr, inv_std_ptr,
+                     T, C, CHUNKS, HWo, CHUNK_P, total, eps,
+                     BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Batch mean / biased var from T chunk partials, always summed in the same order.
+
+    Two sweeps (mean first, then Σ M2_t + n_t (mean_t − mean)²) keep the combination as
+    robust as the per-chunk Welford; BLOCK_T rows per step keep the serial loop short
+    (T = 512 chunks → 8 steps at BLOCK_T = 64).
+    """
+    c = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    acc = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for t0 in range(0, T, BLOCK_T):
+        t = t0 + tl.arange(0, BLOCK_T)
+        t_mask = t < T
+        cnt = tl.minimum(tl.maximum(HWo - (t % CHUNKS) * CHUNK_P, 0), CHUNK_P).to(tl.float32)
+        m = tl.load(mean_part_ptr + t[:, None] * C + c[None, :], mask=t_mask[:, None] & c_mask[None, :], other=0.0)
+        acc += tl.sum(cnt[:, None] * m, axis=0)
+    mean = acc / total
+    m2 = tl.zeros([BLOCK_C], dtype=tl.float32)
+    for t0 in range(0, T, BLOCK_T):
+        t = t0 + tl.arange(0, BLOCK_T)
+        t_mask = t < T
+        mask = t_mask[:, None] & c_mask[None, :]
+        cnt = tl.minimum(tl.maximum(HWo - (t % CHUNKS) * CHUNK_P, 0), CHUNK_P).to(tl.float32)
+        cnt = tl.where(t_mask, cnt, 0.0)  # rows past T would add cnt·mean² through d = 0 − mean
+        m = tl.load(mean_part_ptr + t[:, None] * C + c[None, :], mask=mask, other=0.0)
+        q = tl.load(m2_part_ptr + t[:, None] * C + c[None, :], mask=mask, other=0.0)
+        d = m - mean[None, :]
+        m2 += tl.sum(q + cnt[:, None] * d * d, axis=0)
+    var = m2 / total
+    inv_std = 1.0 / tl.sqrt(var + eps)
+    gamma = tl.load(gamma_ptr + c, mask=c_mask, other=0.0)
+    tl.store(mean_ptr + c, mean, mask=c_mask)
+    tl.store(var_ptr + c, var, mask=c_mask)
+    tl.store(scale_ptr + c, gamma * inv_std, mask=c_mask)
+    tl.store(inv_std_ptr + c, inv_std, mask=c_mask)
+
+
+# ----------------------------------------------------------------------------- launch helpers
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+# (BLOCK_P, BLOCK_C, tiles per program) for the Triton interpreter (CPU tensors).
+INTERPRETER_BLOCKS = (64, 128, 1)
+
+
+class Plan:
+    """Tile sizes and grid of one launch family over an [N, HWo, C] pixel space."""
+
+    def __init__(self, n: int, hw: int, c: int, device: torch.device):
+        self.n, self.hw, self.c = n, hw, c
+        if device.type != "cuda":
+            # Interpreter: its cost is per executed op, not per element, so few big programs.
+            # Tests shrink these (see INTERPRETER_BLOCKS) to cover tile loops, several
+            # chunks per image and several channel blocks.
+            self.block_p, self.block_c, self.tiles = INTERPRETER_BLOCKS
+            self.num_warps = 4
+        else:
+            # 64 px × 64 ch at 8 warps: 16 fp32 accumulators/thread, 8 channels (one 16-byte
+            # bf16 vector) per thread and row. ptxas for sm_90 (AOT, no GPU): 103–186 registers,
+            # no spills; 4 warps spilled (255 registers + up to 9 KB stack with the taps unrolled).
+            # C ≤ 32 halves the channel block instead of masking half of it.
+            self.block_p = 64
+            self.block_c = 64 if c > 32 else 32
+            self.num_warps = 8 if self.block_c == 64 else 4
+            base = n * triton.cdiv(hw, self.block_p) * triton.cdiv(c, self.block_c)
+            # Loop over tiles inside a program while ≥ 8 programs per SM remain: fewer,
+            # larger partials (T·C·4 bytes each) without starving the GPU.
+            self.tiles = max(1, min(8, base // (8 * _sm_count(device.index or 0))))
+        self.chunks = triton.cdiv(triton.cdiv(hw, self.block_p), self.tiles)
+        self.chunk_p = self.tiles * self.block_p
+        self.grid = (n * self.chunks, triton.cdiv(c, self.block_c))
+
+    @property
+    def rows(self) -> int:
+        """Number of partial rows (one per program along axis 0)."""
+        return self.n * self.chunks
+
+
+def device_guard(device: torch.device):
+    """Triton launches on the current CUDA device: make it x's."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
+    """(n, h, w, c) strides of a 4-D [N, C, H, W] tensor."""
+    sn, sc, sh, sw = t.stride()
+    return sn, sh, sw, sc
+
+
+def as_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """t itself when already NHWC-dense, else one conversion (the only copy NCHW costs)."""
+    return t if t.is_contiguous(memory_format=torch.channels_last) else t.contiguous(memory_format=torch.channels_last)
+
+
+def filter_taps(weight: torch.Tensor) -> torch.Tensor:
+    """[C, 1, k, k] → [k*k, C] fp32, so each tap's weights are one contiguous vector."""
+    c, _, k, _ = weight.shape
+    return weight.reshape(c, k * k).t().to(torch.float32).contiguous()
+
+
+def launch_pass(mode, x, w_taps, plan, k, stride, ho_wo, *, mean=None, scale=None, beta=None, gate=None,
+                part=None, part2=None, out=None):
+    """Launch ``_dw_pass_kernel``; unused pointer arguments get a dummy tensor."""
+    dummy = w_taps
+    _, c, h, w = x.shape
+    sxn, sxh, sxw, sxc = nhwc_strides(x)
+    son, soh, sow, soc = nhwc_strides(out) if out is not None else (0, 0, 0, 0)
+    _dw_pass_kernel[plan.grid](
+        x, w_taps, mean if mean is not None else dummy, scale if scale is not None else dummy,
+        beta if beta is not None else dummy, gate if gate is not None else dummy,
+        part if part is not None else dummy, part2 if part2 is not None else dummy,
+        out if out is not None else x,
+        c, h, w, ho_wo[1], plan.hw, plan.chunks, plan.tiles,
+        sxn, sxh, sxw, sxc, son, soh, sow, soc,
+        MODE=mode, STRIDE=stride, K=k, BLOCK_P=plan.block_p, BLOCK_C=plan.block_c, num_warps=plan.num_warps)
+
+
+def batch_stats(x, w_taps, bn_weight32, plan, k, stride, ho_wo, eps):
+    """Passes 1–2: (mean, biased var, γ·inv_std, inv_std), each [C] fp32."""
+    c = x.shape[1]
+    mean_part = new_output((plan.rows, c), torch.float32, x.device)
+    m2_part = new_output((plan.rows, c), torch.float32, x.device)
+    launch_pass(MODE_STATS, x, w_taps, plan, k, stride, ho_wo, part=mean_part, part2=m2_part)
+    mean, var, scale, inv_std = (new_output((c,), torch.float32, x.device) for _ in range(4))
+    block_c = 64
+    _bn_stats_kernel[(triton.cdiv(c, block_c),)](
+        mean_part, m2_part, bn_weight32, mean, var, scale, inv_std,
+        plan.rows, c, plan.chunks, plan.hw, plan.chunk_p, float(plan.rows // plan.chunks * plan.hw), eps,
+        BLOCK_T=64, BLOCK_C=block_c)
+    return mean, var, scale, inv_std
+
+
+def se_gate(pooled, srw, srb, sew, seb):
+    """The tiny SE MLP on [N, C] in fp32: (h, silu(h), sigmoid gate)."""
+    h = F.linear(pooled, srw, srb)
+    h_act = F.silu(h)
+    return h, h_act, torch.sigmoid(F.linear(h_act, sew, seb))
+
+
+def fp32(*tensors):
+    return [t.detach().to(torch.float32).contiguous() for t in tensors]
+
+
+# ----------------------------------------------------------------------------- forward launcher
+
+def dwconv_se_forward_triton(x, weight, bn_weight, bn_bias, running_mean, running_var,
+                             se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias,
+                             stride, training, eps):
+    """Same contract as the torch kernel: ``(out, batch_mean, batch_var_biased)``.
+
+    out: x's shape/dtype/memory format; mean/var: [C] fp32 (the running stats cast to
+    fp32 in eval mode). fp64 inputs run the torch reference.
+    """
+    # Lazy (dwconv_se.py imports this module); import_module because dartsfast.ops.dwconv_se
+    # as an attribute is the re-exported function, not the module.
+    ref = importlib.import_module("dartsfast.ops.dwconv_se")
+
+    if x.dtype == torch.float64:
+        return ref._dwconv_se_forward_ref(x, weight, bn_weight, bn_bias, running_mean, running_var,
+                                          se_reduce_weight, se_reduce_bias, se_expand_weight,
+                                          se_expand_bias, stride, training, eps)
+    layout = memory_format_of(x)
+    n, c, h, w = x.shape
+    k = weight.shape[-1]
+    ho_wo = (ref.output_size(h, k, stride), ref.output_size(w, k, stride))
+    with device_guard(x.device):
+        xc = as_channels_last(x)
+        w_taps = filter_taps(weight)
+        gamma, beta, srw, srb, sew, seb = fp32(bn_weight, bn_bias, se_reduce_weight, se_reduce_bias,
+                                               se_expand_weight, se_expand_bias)
+        plan = Plan(n, ho_wo[0] * ho_wo[1], c, x.device)
+        if training:
+            mean, var, scale, _ = batch_stats(xc, w_taps, gamma, plan, k, stride, ho_wo, eps)
+        else:
+            mean, var = fp32(running_mean, running_var)
+            scale = gamma * torch.rsqrt(var + eps)
+        pool_part = new_output((plan.rows, c), torch.float32, x.device)
+        launch_pass(MODE_POOL, xc, w_taps, plan, k, stride, ho_wo, mean=mean, scale=scale, beta=beta,
+                    part=pool_part)
+        pooled = pool_part.view(n, plan.chunks, c).sum(1) / plan.hw  # fixed-order reduction
+        _, _, gate = se_gate(pooled, srw, srb, sew, seb)
+        out = new_output((n, c, *ho_wo), x.dtype, x.device, layout)
+        launch_pass(MODE_APPLY, xc, w_taps, plan, k, stride, ho_wo, mean=mean, scale=scale, beta=beta,
+                    gate=gate.contiguous(), out=out)
+    if not training:
+        mean, var = mean.clone(), var.clone()  # never alias the caller's running buffers
+    return out, mean, var
