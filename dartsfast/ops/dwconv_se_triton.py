@@ -191,6 +191,8 @@ def _sm_count(index: int) -> int:
 
 # (BLOCK_P, BLOCK_C, tiles per program) for the Triton interpreter (CPU tensors).
 INTERPRETER_BLOCKS = (64, 128, 1)
+# (BLOCK_P, BLOCK_C, num_warps) on CUDA, for C > 32 and C ≤ 32 (see Plan).
+GPU_BLOCKS, GPU_BLOCKS_NARROW = (32, 64, 8), (64, 32, 8)
 
 
 class Plan:
@@ -205,13 +207,11 @@ class Plan:
             self.block_p, self.block_c, self.tiles = INTERPRETER_BLOCKS
             self.num_warps = 4
         else:
-            # 64 px × 64 ch at 8 warps: 16 fp32 accumulators/thread, 8 channels (one 16-byte
-            # bf16 vector) per thread and row. ptxas for sm_90 (AOT, no GPU): 103–186 registers,
-            # no spills; 4 warps spilled (255 registers + up to 9 KB stack with the taps unrolled).
-            # C ≤ 32 halves the channel block instead of masking half of it.
-            self.block_p = 64
-            self.block_c = 64 if c > 32 else 32
-            self.num_warps = 8 if self.block_c == 64 else 4
+            # 2048-element tiles at 8 warps: 8 fp32 accumulators and one 16-byte bf16 vector
+            # per thread and tap. ptxas for sm_90 (AOT, no GPU, Triton's own flags):
+            # 72–175 registers, no spills (64×64 spilled up to 236 bytes; 4 warps, more).
+            # C ≤ 32 takes 64 px × 32 ch instead of masking half of a 64-channel block.
+            self.block_p, self.block_c, self.num_warps = GPU_BLOCKS if c > 32 else GPU_BLOCKS_NARROW
             base = n * triton.cdiv(hw, self.block_p) * triton.cdiv(c, self.block_c)
             # Loop over tiles inside a program while ≥ 8 programs per SM remain: fewer,
             # larger partials (T·C·4 bytes each) without starving the GPU.
