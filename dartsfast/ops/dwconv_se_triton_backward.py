@@ -38,6 +38,7 @@ import triton.language as tl
 
 from dartsfast.ops._common import memory_format_of, new_output
 from dartsfast.ops.dwconv_se_triton import (
+    _VARYING,
     Plan,
     _dwconv_tile,
     _sigmoid,
@@ -58,7 +59,7 @@ def _bn_silu_parts(z, mean, scale, beta):
     return a * sig, sig * (1.0 + a * (1.0 - sig))  # y, silu'(a)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING + ["ROWS"])
 def _bwd_sums_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, inv_std_ptr, sums_ptr,
                      C, H, W, Wo, HWo, CHUNKS, TILES, ROWS,
                      sxn, sxh, sxw, sxc, sgn, sgh, sgw, sgc,
@@ -110,7 +111,7 @@ def _bwd_sums_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, inv_std
     tl.store(row + 5 * ROWS * C, s_dz, mask=c_mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING)
 def _bwd_dz_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, u_ptr,
                    ca_ptr, cb_ptr, cc_ptr, dz_ptr, wpart_ptr,
                    C, H, W, Wo, HWo, CHUNKS, TILES,
@@ -168,7 +169,7 @@ def _bwd_dz_kernel(x_ptr, g_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr,
              mask=(taps[:, None] < K * K) & c_mask[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_VARYING + ["Ho"])
 def _dgrad_kernel(dz_ptr, w_ptr, dx_ptr, C, H, W, Ho, Wo, CHUNKS, TILES,
                   sdn, sdh, sdw, sdc,
                   STRIDE: tl.constexpr, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):

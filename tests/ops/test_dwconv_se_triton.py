@@ -151,6 +151,19 @@ def test_small_tiles_cover_tile_loops_chunks_and_channel_blocks(monkeypatch, str
     check_against_float64(x, params, running, stride, True, 40 + stride)
 
 
+@pytest.mark.parametrize("hw, stride, elem, training, store", [
+    ((56, 56), 1, 2, True, False),   # stride 1: re-reading x (2·M·2) beats z (3·M·4)
+    ((56, 56), 2, 2, True, True),    # 2·4M·2 = 16M > 12M
+    ((56, 56), 2, 2, False, False),  # eval reads z once: 1·4M·2 = 8M = 2·M·4, no gain
+    ((56, 56), 2, 4, False, True),   # fp32: 16M > 8M
+    ((7, 7), 2, 2, True, True),      # 49 → 16 px: 2·49·2 = 196 > 3·16·4 = 192
+])
+def test_store_z_only_where_it_moves_fewer_bytes(hw, stride, elem, training, store):
+    m_in = hw[0] * hw[1]
+    m_out = ((hw[0] - 1) // stride + 1) * ((hw[1] - 1) // stride + 1)
+    assert dwconv_se_triton.store_z_saves_bytes(m_in, m_out, elem, training) is store
+
+
 def test_running_stats_follow_batchnorm_over_steps():
     """4 steps whose inputs have growing offsets (up to mean/std ≈ 50): the Welford
     partials keep fp32 variance accurate where Σz² − (Σz)²/n would lose ~3 digits."""
@@ -339,8 +352,8 @@ def build(fn, dtype_args, const, warps):
 act = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*bf16", "dz_ptr": "*bf16", "dx_ptr": "*bf16"}
 for block_p, block_c, warps in (F.GPU_BLOCKS, F.GPU_BLOCKS_NARROW):
     tile = {"STRIDE": 2, "K": 5, "BLOCK_P": block_p, "BLOCK_C": block_c}
-    for mode in (0, 1, 2):
-        build(F._dw_pass_kernel, act, dict(tile, MODE=mode), warps)
+    for mode, z_in, z_out in ((0, False, True), (1, False, False), (2, False, False), (2, True, False)):
+        build(F._dw_pass_kernel, act, dict(tile, MODE=mode, Z_IN=z_in, Z_OUT=z_out), warps)
     build(B._bwd_sums_kernel, act, tile, warps)
     build(B._bwd_dz_kernel, act, dict(tile, KK_PAD=32), warps)
     build(B._dgrad_kernel, act, tile, warps)
@@ -358,9 +371,9 @@ def test_kernels_compile_for_sm90_without_spills(tmp_path):
     env.update(TRITON_DUMP_PTXAS_LOG="1", TRITON_ALWAYS_COMPILE="1", TRITON_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("compiled") == 13, done.stdout
+    assert done.stdout.count("compiled") == 15, done.stdout
     spills = re.findall(r"(\d+) bytes spill stores", done.stdout)
-    assert len(spills) == 13 and all(s == "0" for s in spills), done.stdout
+    assert len(spills) == 15 and all(s == "0" for s in spills), done.stdout
 
 
 # ----------------------------------------------------------------------------- GPU, real sizes
