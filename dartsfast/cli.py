@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -21,6 +22,11 @@ from dartsfast.search.space import DEFAULT_OPS, available_ops
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+
+# Subcommands that live next to their code: each module defines
+# ``add_parser(subparsers) -> argparse.ArgumentParser`` and sets ``handler`` (args -> exit code)
+# with ``set_defaults``. Imported when the parser is built.
+_SUBCOMMAND_MODULES: tuple = ()
 
 
 class _UsageError(Exception):
@@ -78,7 +84,7 @@ def _add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lay
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dartsfast", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{search,train}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("search", help="DARTS search; writes genotype.json, history.json, plots, checkpoint.pt",
                        description="Differentiable architecture search over a supernet of the chosen ops.")
@@ -111,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop/flip")
     t.add_argument("--out", default=None, help="directory for model.pt and train_history.json")
     t.set_defaults(handler=_run_train)
+    for module in _SUBCOMMAND_MODULES:
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 
