@@ -59,7 +59,7 @@ class SearchResult:
     start_epoch: int = 0  # epochs already done when this call began (> 0 after a resume)
 
 
-class _Run:
+class SearchRun:
     """Everything one search holds: data iterators, model, optimisers, scalers, history."""
 
     def __init__(self, config: SearchConfig, device: torch.device, ctx: distributed.DistContext,
@@ -258,7 +258,7 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
 def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistContext,
             dataset: Optional[ImageDataset], on_epoch_end: Optional[EpochCallback]) -> SearchResult:
     resume_state = _prepare_out(config, ctx)
-    run = _Run(config, device, ctx, dataset)
+    run = SearchRun(config, device, ctx, dataset)
     start_epoch = 0
     if resume_state is not None:
         run.load_state_dict(resume_state)

@@ -1,0 +1,69 @@
+"""Benchmark one DARTS search step (issue 3): an architecture step on a validation batch plus
+a weight step on a training batch, first and second order, through the real search loop
+(:class:`dartsfast.search.loop.SearchRun`: data on the device, no host syncs in the step).
+
+The seed configuration: 8 cells, 16 channels, batch 64, 28×28×1 inputs, 10 classes, ops
+dsconv_3x3, mbconv_3x3, fused_mbconv_3x3, none (the Fashion-MNIST search). On CUDA it runs
+eager in fp32 and bf16 autocast with channels_last. ``--quick`` (automatic without CUDA)
+times a 3-cell, 4-channel supernet at 8×8 so CI exercises the script in seconds;
+``--config seed`` forces the seed configuration on the CPU too (minutes per step there).
+
+    python benchmarks/bench_search_step.py --out results/bench_search_step.json [--config seed]
+"""
+from __future__ import annotations
+
+import harness  # benchmarks/harness.py: also puts this checkout on sys.path
+import torch
+
+from dartsfast.data import make_synthetic
+from dartsfast.search import distributed
+from dartsfast.search.config import SearchConfig
+from dartsfast.search.loop import SearchRun
+from dartsfast.search.space import DEFAULT_OPS
+
+CONFIGS = {
+    "seed": dict(layers=8, channels=16, batch_size=64, image_size=28, ops=DEFAULT_OPS),
+    "tiny": dict(layers=3, channels=4, batch_size=16, image_size=8,
+                 ops=("skip_connect", "avg_pool_3x3", "dsconv_3x3", "none")),
+}
+
+
+def add_options(parser) -> None:
+    parser.add_argument("--config", choices=tuple(CONFIGS), default=None,
+                        help="network size (default: seed on CUDA, tiny with --quick / on CPU)")
+
+
+def make_run(name: str, order: int, amp: str, device: torch.device) -> SearchRun:
+    c = CONFIGS[name]
+    samples = 4 * c["batch_size"]  # two halves, two batches each: steps never run out of data
+    data = make_synthetic(samples, num_classes=10, in_channels=1, image_size=c["image_size"], seed=0)
+    config = SearchConfig(dataset="synthetic", epochs=1, batch_size=c["batch_size"], layers=c["layers"],
+                          channels=c["channels"], ops=c["ops"], order=order, amp=amp,
+                          device=str(device), progress=False, plots=False)
+    return SearchRun(config, device, distributed.DistContext(), data)
+
+
+def main() -> None:
+    args = harness.parse_args(__doc__.splitlines()[0], configure=add_options)
+    device = torch.device(args.device)
+    name = args.config or ("tiny" if args.quick else "seed")
+    amps = ("off", "bf16") if device.type == "cuda" else ("off",)
+    with harness.BenchRun("search_step", args, extra_columns=("images_per_s",)) as bench:
+        for amp in amps:
+            for order in (1, 2):
+                run = make_run(name, order, amp, device)
+                sums = [torch.zeros((), device=device) for _ in range(3)]
+                batch = CONFIGS[name]["batch_size"]
+                heavy = name == "seed" and device.type == "cpu"  # minutes per step: one timed step
+                rec = bench.time(lambda: run.step(*sums), params={"config": name, "order": order, **{
+                    k: v for k, v in CONFIGS[name].items() if k != "ops"}}, provider="eager",
+                    dtype="bf16-autocast" if amp == "bf16" else torch.float32,
+                    layout="channels_last" if run.channels_last else "nchw",
+                    warmup=1 if heavy else 3, repeats=1 if heavy else 10)
+                if rec.get("median_s"):
+                    rec["images_per_s"] = batch / rec["median_s"]
+                del run
+
+
+if __name__ == "__main__":
+    main()
