@@ -28,6 +28,11 @@ Passes (b = element size, M_in = N·H·W·C, M_out = N·H'·W'·C, DRAM bytes):
 
 Total ≈ 4·M_in·b + 4·M_out·b in training (8·M·b at stride 1), 3·M_in·b + 4·M_out·b in
 eval; the floor (read x and g, write d_x) is 2·M_in·b + M_out·b (3·M·b at stride 1).
+d_z is stored in x's dtype, unlike the forward's fp32 z: it costs every layer's backward
+2·M_out·b rather than stride-2 forwards alone, fp32 would add 25% to the bf16 backward
+bytes at stride 1, and the bf16 d_x error measured 0.93–1.04× plain PyTorch's (fp16:
+0.3×), inside DESIGN.md §6's 2×. Saving the forward's batch statistics would drop pass 0
+(M_in·b), but the op saves only its inputs (its autograd lives in dwconv_se.py).
 """
 from __future__ import annotations
 
