@@ -1,0 +1,24 @@
+"""benchmarks/bench_search_step.py in --quick mode, as benchmarks/gpu_suite.sh calls it."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_search_step_benchmark_times_both_orders(tmp_path):
+    out = tmp_path / "bench_search_step.json"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_search_step.py"), "--out", str(out),
+                           "--quick", "--device", "cpu", "--repeats", "2", "--warmup", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert payload["complete"]
+    records = payload["records"]
+    assert sorted(r["params"]["order"] for r in records) == [1, 2]
+    for r in records:
+        assert r["status"] == "ok", r
+        assert r["params"]["config"] == "tiny" and r["n"] == 2
+        assert 0 < r["min_s"] <= r["median_s"]
+        assert abs(r["images_per_s"] - r["params"]["batch_size"] / r["median_s"]) < 1e-6 * r["images_per_s"]
