@@ -237,7 +237,8 @@ class Plan:
             base = n * triton.cdiv(hw, self.block_p) * triton.cdiv(c, self.block_c)
             # Loop over tiles inside a program while ≥ 8 programs per SM remain: fewer,
             # larger partials (T·C·4 bytes each) without starving the GPU.
-            self.tiles = max(1, min(8, base // (8 * _sm_count(device.index or 0))))
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            self.tiles = max(1, min(8, base // (8 * _sm_count(index))))
         self.chunks = triton.cdiv(triton.cdiv(hw, self.block_p), self.tiles)
         self.chunk_p = self.tiles * self.block_p
         self.grid = (n * self.chunks, triton.cdiv(c, self.block_c))
@@ -335,13 +336,13 @@ def dwconv_se_forward_triton(x, weight, bn_weight, bn_bias, running_mean, runnin
     """Same contract as the torch kernel: ``(out, batch_mean, batch_var_biased)``.
 
     out: x's shape/dtype/memory format; mean/var: [C] fp32 (the running stats cast to
-    fp32 in eval mode). fp64 inputs run the torch reference.
+    fp32 in eval mode). fp64 and empty inputs run the torch reference.
     """
     # Lazy (dwconv_se.py imports this module); import_module because dartsfast.ops.dwconv_se
     # as an attribute is the re-exported function, not the module.
     ref = importlib.import_module("dartsfast.ops.dwconv_se")
 
-    if x.dtype == torch.float64:
+    if x.dtype == torch.float64 or x.numel() == 0:  # empty: no grid to launch (eval with N = 0)
         return ref._dwconv_se_forward_ref(x, weight, bn_weight, bn_bias, running_mean, running_var,
                                           se_reduce_weight, se_reduce_bias, se_expand_weight,
                                           se_expand_bias, stride, training, eps)

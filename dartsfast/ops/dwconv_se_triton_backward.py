@@ -231,9 +231,15 @@ def dwconv_se_backward_triton(grad_out, x, weight, bn_weight, bn_bias, running_m
     """Same contract as the torch kernel: ``[d_x, d_weight, d_bn_weight, d_bn_bias,
     d_se_reduce_weight, d_se_reduce_bias, d_se_expand_weight, d_se_expand_bias]``;
     d_x in x's dtype and memory format, each parameter grad in its parameter's dtype,
-    contiguous. fp64 inputs run the torch reference."""
+    contiguous. fp64 and empty inputs run the torch reference."""
     ref = importlib.import_module("dartsfast.ops.dwconv_se")  # lazy: see the forward launcher
 
+    params = (weight, bn_weight, bn_bias, se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias)
+    if x.numel() == 0:
+        # Nothing flows back. (Not the torch kernel: aten.native_batch_norm_backward on an
+        # empty CPU batch dies of SIGFPE in torch 2.14.)
+        return [torch.zeros_like(x, memory_format=memory_format_of(x))] + [
+            torch.zeros_like(p, memory_format=torch.contiguous_format) for p in params]
     if x.dtype == torch.float64:
         return ref._dwconv_se_backward_ref(grad_out, x, weight, bn_weight, bn_bias, running_mean, running_var,
                                            se_reduce_weight, se_reduce_bias, se_expand_weight,
@@ -298,7 +304,6 @@ def dwconv_se_backward_triton(grad_out, x, weight, bn_weight, bn_bias, running_m
             num_warps=in_plan.num_warps)
 
     grads = [d_x]
-    params = (weight, bn_weight, bn_bias, se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias)
     for grad, param in zip((d_weight, d_bn_weight, d_bn_bias, d_srw, d_srb, d_sew, d_seb), params):
         grads.append(grad.to(param.dtype).contiguous())
     return grads

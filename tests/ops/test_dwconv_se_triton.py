@@ -206,6 +206,14 @@ def test_float64_runs_the_torch_reference():
     assert torch.equal(got[0], want[0]) and all(torch.equal(a, b) for a, b in zip(got[1], want[1]))
 
 
+def test_empty_batch_in_eval_mode():
+    x, params, running = make_inputs(0, 8, (7, 7), 3, dtype=torch.float32, param_dtype=torch.float32,
+                                     channels_last=True, seed=75)
+    got = triton_step(x, params, running, torch.empty(0, 8, 4, 4, device=x.device), 2, False)
+    assert got[0].shape == (0, 8, 4, 4) and got[1][0].shape == x.shape
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in got[1][1:])
+
+
 def test_only_the_inputs_are_saved_for_backward():
     """The activation memory of the op is x itself: nothing of [N, C, H', W'] is saved."""
     x, params, running = make_inputs(3, 24, (9, 13), 3, dtype=torch.float32, param_dtype=torch.float32,
