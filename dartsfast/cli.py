@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 from dartsfast import backend
 from dartsfast.data import DATASETS
 from dartsfast.runtime import AMP_MODES
-from dartsfast.search.space import DEFAULT_OPS, available_ops
+from dartsfast.search.space import DEFAULT_OPS, available_ops, check_op_names
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -51,12 +51,10 @@ def _float(text: str) -> float:
 
 
 def _op_list(text: str) -> tuple:
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [n for n in names if n not in available_ops()]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown op(s) {', '.join(map(repr, unknown)) or '(empty list)'}; available: {', '.join(available_ops())}")
-    return names
+    try:
+        return check_op_names(tuple(s.strip() for s in text.split(",") if s.strip()))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, layers: int, channels: int) -> None:

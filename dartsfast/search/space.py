@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from typing import Callable, Sequence
 
 import torch
@@ -55,9 +56,10 @@ def check_op_names(names: Sequence[str]) -> tuple[str, ...]:
     names = tuple(names)
     if not names:
         raise ValueError("the op list is empty")
-    unknown = [n for n in names if n not in _OPS]
+    unknown = [n for n in names if _lookup(n) is None]
     if unknown:
-        raise ValueError(f"unknown op(s) {', '.join(map(repr, unknown))}; available: {', '.join(_OPS)}")
+        raise ValueError(f"unknown op(s) {', '.join(map(repr, unknown))}; available: {', '.join(_OPS)} "
+                         "(and EfficientNetV2 variants such as mbconv_5x5_e6, fused_mbconv_3x3_e2, dsconv_5x5)")
     if len(set(names)) != len(names):
         raise ValueError(f"the op list has duplicates: {names}")
     if all(n == NONE for n in names):
@@ -66,9 +68,40 @@ def check_op_names(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def build_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
-    if name not in _OPS:
+    constructor = _lookup(name)
+    if constructor is None:
         raise ValueError(f"unknown op {name!r}; available: {', '.join(_OPS)}")
-    return _OPS[name](channels, stride, affine)
+    return constructor(channels, stride, affine)
+
+
+# EfficientNetV2-family variants named by kernel and expansion, e.g. mbconv_5x5_e6,
+# fused_mbconv_3x3_e2, dsconv_5x5: the name carries the parameters, so a genotype that
+# uses one rebuilds exactly the same block in `dartsfast train`.
+_FAMILY = re.compile(r"(dsconv|mbconv|fused_mbconv)_([357])x\2(?:_e(\d+(?:\.\d+)?))?")
+MAX_EXPANSION = 8.0
+
+
+def _lookup(name: str) -> OpConstructor | None:
+    """The registered constructor of ``name``, or one for a family variant, or None."""
+    if not isinstance(name, str):
+        return None
+    if name in _OPS:
+        return _OPS[name]
+    match = _FAMILY.fullmatch(name)
+    if match is None:
+        return None
+    family, k, expansion = match.group(1), int(match.group(2)), match.group(3)
+    if family == "dsconv":
+        if expansion is not None:
+            return None  # a depthwise-separable conv has no expansion
+        return lambda c, stride, affine: DSConv(c, c, k, stride, se_ratio=0.25, noskip=True)
+    ratio = float(expansion) if expansion is not None else (
+        MBCONV_EXPANSION if family == "mbconv" else FUSED_MBCONV_EXPANSION)
+    if not 1.0 <= ratio <= MAX_EXPANSION:
+        return None
+    if family == "mbconv":
+        return lambda c, stride, affine: MBConv(c, c, k, stride, exp_ratio=ratio, se_ratio=0.25, noskip=True)
+    return lambda c, stride, affine: FusedMBConv(c, c, k, stride, exp_ratio=ratio, se_ratio=0.0, noskip=True)
 
 
 def _bn(affine: bool):
@@ -124,7 +157,7 @@ class Genotype:
                 raise ValueError(f"genotype {kind} cell has {len(edges)} edges; expected two per node")
             for e, (op, idx) in enumerate(edges):
                 node = e // 2
-                if op not in _OPS:
+                if _lookup(op) is None:
                     raise ValueError(f"genotype {kind} cell uses unknown op {op!r}; available: {', '.join(_OPS)}")
                 if not 0 <= idx < 2 + node:
                     raise ValueError(f"genotype {kind} edge {e} takes input {idx}, but node {node} "

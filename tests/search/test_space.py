@@ -105,3 +105,24 @@ def test_genotype_json_round_trip():
 def test_bad_genotypes_are_rejected(text, message):
     with pytest.raises(ValueError, match=message):
         Genotype.from_json(text)
+
+
+@pytest.mark.parametrize("name, kernel, expansion", [("mbconv_5x5_e6", 5, 6.0), ("fused_mbconv_3x3_e2", 3, 2.0),
+                                                     ("mbconv_3x3", 3, 4.0), ("dsconv_5x5", 5, None)])
+def test_family_variants_carry_kernel_and_expansion_in_the_name(name, kernel, expansion):
+    op = build_op(name, 8, 2, affine=False)
+    assert op(torch.randn(2, 8, 9, 9)).shape == (2, 8, 5, 5)
+    convs = [m for m in op.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1]
+    assert convs and convs[0].kernel_size == (kernel, kernel)
+    widest = max(m.out_channels for m in op.modules() if isinstance(m, torch.nn.Conv2d))
+    assert widest == (8 if expansion is None else int(8 * expansion))
+    assert space.check_op_names([name, "none"]) == (name, "none")
+    # A genotype naming the variant validates, so `dartsfast train` can rebuild it.
+    Genotype(normal=((name, 0), (name, 1)) * 4, normal_concat=(2, 3, 4, 5),
+             reduce=((name, 0), (name, 1)) * 4, reduce_concat=(2, 3, 4, 5))
+
+
+@pytest.mark.parametrize("name", ["dsconv_3x3_e4", "mbconv_4x4", "mbconv_3x5", "mbconv_3x3_e0", "mbconv_3x3_e99"])
+def test_bad_family_variants_are_unknown(name):
+    with pytest.raises(ValueError, match="unknown op"):
+        space.check_op_names([name])
