@@ -49,7 +49,6 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from dartsfast import backend
 from dartsfast.ops._common import memory_format_of, new_output
 
 # tl.constexpr so the kernels may read them as globals (Triton rejects plain global ints).
