@@ -91,9 +91,10 @@ def check_dwconv_se_args(x, weight, bn_weight, bn_bias, running_mean, running_va
         raise ValueError(f"momentum must be in [0, 1], got {momentum}")
     if not float(eps) > 0.0:
         raise ValueError(f"eps must be positive, got {eps}")
-    if training and n * output_size(h, k, stride) * output_size(w, k, stride) < 2:
+    values = n * output_size(h, k, stride) * output_size(w, k, stride)
+    if training and values < 2:
         raise ValueError(f"training-mode BatchNorm needs more than one value per channel; "
-                         f"x of shape {tuple(x.shape)} gives one")
+                         f"x of shape {tuple(x.shape)} gives {values}")
 
 
 # ----------------------------------------------------------------------------- torch reference
@@ -151,6 +152,10 @@ def _dwconv_se_backward_ref(grad_out, x, weight, bn_weight, bn_bias, running_mea
                             se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias,
                             stride, training, eps):
     """Hand-written backward of the composition; returns grads of x and the 7 parameters."""
+    params = (weight, bn_weight, bn_bias, se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias)
+    if x.numel() == 0:  # aten's native_batch_norm_backward dies with SIGFPE on an empty batch
+        return [torch.zeros_like(x)] + [torch.zeros_like(t, memory_format=torch.contiguous_format)
+                                        for t in params]
     p = _forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
                        se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps,
                        differentiable=False)
@@ -178,7 +183,6 @@ def _dwconv_se_backward_ref(grad_out, x, weight, bn_weight, bn_bias, running_mea
         d_z, x.to(acc), weight.to(acc), None, [stride, stride], [k // 2, k // 2], [1, 1],
         False, [0, 0], x.shape[1], [True, True, False])
     grads = [d_x.to(x.dtype).contiguous(memory_format=memory_format_of(x))]
-    params = (weight, bn_weight, bn_bias, se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias)
     for grad, param in zip((d_weight, d_bn_weight, d_bn_bias, d_se_reduce_weight, d_se_reduce_bias,
                             d_se_expand_weight, d_se_expand_bias), params):
         grads.append(grad.to(param.dtype).contiguous())

@@ -305,3 +305,19 @@ def test_gpu_matches_float64(dtype, training):
     with poisoned_outputs():
         out = dwconv_se(x.cuda(), *args, stride=2, training=training)
     assert_close_to_reference(out.cpu(), ref, dtype, f"dwconv_se on {backend.select('dwconv_se', out.device)[0]}")
+
+
+def test_empty_batch_in_eval_gives_empty_output_and_zero_grads():
+    """aten's native_batch_norm_backward crashes the process on N=0; the op must not reach it."""
+    gen = make_generator(77)
+    c = 8
+    x = torch.randn(0, c, 5, 5, requires_grad=True)
+    weight = torch.randn(c, 1, 3, 3, generator=gen, requires_grad=True)
+    params = [torch.ones(c), torch.zeros(c), torch.zeros(c), torch.ones(c), torch.randn(2, c, generator=gen),
+              torch.zeros(2), torch.randn(c, 2, generator=gen), torch.zeros(c)]
+    out = dwconv_se(x, weight, *params, training=False)
+    assert out.shape == (0, c, 5, 5)
+    out.sum().backward()
+    assert x.grad.shape == x.shape and torch.equal(weight.grad, torch.zeros_like(weight))
+    with pytest.raises(ValueError, match="gives 0"):
+        dwconv_se(x, weight, *params, training=True)
