@@ -125,19 +125,25 @@ class FusedDepthwiseSE(DepthwiseSE):
         super().__init__(conv_dw, bn2, act2, se)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bn, se = self.bn2, self.se
-        # nn.BatchNorm2d's bookkeeping, verbatim: count the batch, and with momentum=None
-        # (set after construction) fall back to the cumulative average it would use.
-        momentum = bn.momentum
-        if bn.training:
-            bn.num_batches_tracked.add_(1)
-            if momentum is None:
-                momentum = 1.0 / float(bn.num_batches_tracked)
-        return dwconv_se(
-            x, self.conv_dw.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-            se.conv_reduce.weight.flatten(1), se.conv_reduce.bias,
-            se.conv_expand.weight.flatten(1), se.conv_expand.bias,
-            stride=self.conv_dw.stride[0], training=bn.training, momentum=momentum, eps=bn.eps)
+        return bn_silu_se_fused(x, self.conv_dw.weight, self.conv_dw.stride[0], self.bn2, self.se)
+
+
+def bn_silu_se_fused(x: torch.Tensor, dw_weight: torch.Tensor, stride: int, bn: nn.BatchNorm2d,
+                     se: "SqueezeExcite") -> torch.Tensor:
+    """``se(silu(bn(depthwise_conv(x, dw_weight))))`` through :func:`dwconv_se`, with
+    ``bn``'s bookkeeping (num_batches_tracked, momentum=None) done as nn.BatchNorm2d does."""
+    # nn.BatchNorm2d's bookkeeping, verbatim: count the batch, and with momentum=None
+    # (set after construction) fall back to the cumulative average it would use.
+    momentum = bn.momentum
+    if bn.training:
+        bn.num_batches_tracked.add_(1)
+        if momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return dwconv_se(
+        x, dw_weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+        se.conv_reduce.weight.flatten(1), se.conv_reduce.bias,
+        se.conv_expand.weight.flatten(1), se.conv_expand.bias,
+        stride=stride, training=bn.training, momentum=momentum, eps=bn.eps)
 
 
 def make_depthwise_se(chs: int, rd_chs: int, dw_kernel_size: int, stride: int, se_ratio: float,
@@ -250,7 +256,9 @@ class FusedMBConv(nn.Module):
 
     With exp_ratio == 1 (Fused-MBConv1) there is no expansion: conv_exp goes in→out,
     followed by bn1 → act1 → se, and conv_pwl/bn2 are nn.Identity.
-    Default se_ratio is 0: EfficientNetV2 uses no SE in its fused stages.
+    Default se_ratio is 0: EfficientNetV2 uses no SE in its fused stages. With SE,
+    ``fused`` works as in :class:`MBConv`: bn1 → act1 → se runs through
+    :func:`dartsfast.ops.dwconv_se` (None: when possible; True: required; False: never).
 
     Shape: [N, in_chs, H, W] → [N, out_chs, H', W'].
     """
@@ -258,7 +266,7 @@ class FusedMBConv(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, dw_kernel_size: int = 3, stride: int = 1,
                  exp_ratio: float = 4.0, se_ratio: float = 0.0, act_layer: LayerFactory = nn.SiLU,
                  norm_layer: LayerFactory = nn.BatchNorm2d, drop_path_rate: float = 0.0,
-                 noskip: bool = False) -> None:
+                 noskip: bool = False, fused: Optional[bool] = None) -> None:
         super().__init__()
         in_chs, out_chs, k, stride, se_ratio, dpr = _check_common(
             in_chs, out_chs, dw_kernel_size, stride, se_ratio, drop_path_rate)
@@ -275,10 +283,22 @@ class FusedMBConv(nn.Module):
         self.conv_pwl = nn.Conv2d(mid_chs, out_chs, 1, bias=False) if project else nn.Identity()
         self.bn2 = norm_layer(out_chs) if project else nn.Identity()
         self.drop_path = _drop_path(self.has_skip, dpr)
+        # With SE, bn1 → SiLU → SE is the MBConv middle without its depthwise conv: it runs
+        # through the same fused op with a 1×1 identity filter (one multiply per element,
+        # inside the op's first pass), so both blocks share one SE kernel path.
+        reason = why_not_fusable(self.bn1, self.act1, self.se)
+        if fused and reason:
+            raise ValueError(f"cannot use the fused dwconv_se middle: {reason}")
+        self.fused = not reason if fused is None else bool(fused)
+        if self.fused:  # not persistent: the state dict is the same either way
+            self.register_buffer("identity_dw", torch.ones(mid_chs, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.se(self.act1(self.bn1(self.conv_exp(x))))
+        if self.fused:
+            x = bn_silu_se_fused(self.conv_exp(x), self.identity_dw, 1, self.bn1, self.se)
+        else:
+            x = self.se(self.act1(self.bn1(self.conv_exp(x))))
         x = self.bn2(self.conv_pwl(x))
         if self.has_skip:
             x = self.drop_path(x) + shortcut

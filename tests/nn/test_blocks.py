@@ -364,3 +364,89 @@ def test_bad_arguments_raise_value_error_naming_them(make, name):
 @pytest.mark.parametrize("block", [DSConv, MBConv, FusedMBConv])
 def test_noskip_removes_the_residual(block):
     assert block(8, 8).has_skip and not block(8, 8, noskip=True).has_skip
+
+
+# ----------------------------------------------------------------------------- Fused-MBConv with SE
+
+def _twin_fused_mbconvs(in_chs, out_chs, stride, exp_ratio, seed):
+    norm = functools.partial(nn.BatchNorm2d, momentum=0.3, eps=1e-3)
+    kwargs = dict(stride=stride, exp_ratio=exp_ratio, se_ratio=0.25, norm_layer=norm)
+    fused = randomize_(FusedMBConv(in_chs, out_chs, **kwargs).double(), make_generator(seed))
+    plain = FusedMBConv(in_chs, out_chs, fused=False, **kwargs).double()
+    plain.load_state_dict(fused.state_dict())  # the identity filter is not in the state dict
+    assert fused.fused and not plain.fused
+    return fused, plain
+
+
+@pytest.mark.parametrize("in_chs,out_chs,stride,exp_ratio,channels_last", [
+    (8, 8, 1, 4.0, False),   # residual
+    (6, 10, 2, 1.0, True),   # Fused-MBConv1 (no projection), stride 2, NHWC
+])
+def test_fused_mbconv_se_through_dwconv_se_matches_composition(in_chs, out_chs, stride, exp_ratio, channels_last):
+    fused, plain = _twin_fused_mbconvs(in_chs, out_chs, stride, exp_ratio, seed=8)
+    f64 = torch.float64
+    gen = make_generator(9)
+    for step in range(2):
+        x = random_tensor((3, in_chs, 9, 11), dtype=f64, generator=gen, channels_last=channels_last)
+        grad = random_tensor((3, out_chs, out_size(9, stride), out_size(11, stride)), dtype=f64, generator=gen)
+        outs = []
+        for block in (fused, plain):
+            block.zero_grad()
+            out = block(x)
+            (out * grad).sum().backward()
+            outs.append(out)
+        assert_close_to_reference(outs[0], outs[1], f64, f"step {step} output")
+        for (name, pf), pp in zip(fused.named_parameters(), plain.parameters()):
+            assert_close_to_reference(pf.grad, pp.grad, f64, f"step {step} grad of {name}")
+    plain_buffers = dict(plain.named_buffers())
+    for name, bf in fused.named_buffers():
+        if name != "identity_dw":
+            assert_close_to_reference(bf.double(), plain_buffers[name].double(), f64, name)
+    fused.eval(), plain.eval()
+    x = random_tensor((2, in_chs, 7, 7), dtype=f64, generator=gen, channels_last=channels_last)
+    assert_close_to_reference(fused(x), plain(x), f64, "eval output")
+
+
+def test_fused_mbconv_se_calls_dwconv_se_with_a_1x1_identity(monkeypatch):
+    calls = []
+    real = blocks_mod.dwconv_se
+
+    def counting(x, weight, *args, **kwargs):
+        calls.append((weight.shape, kwargs["stride"]))
+        return real(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(blocks_mod, "dwconv_se", counting)
+    x = random_tensor((2, 8, 7, 7), generator=make_generator(10))
+    FusedMBConv(8, 8, stride=2, se_ratio=0.25)(x)
+    FusedMBConv(8, 8, se_ratio=0.25, fused=False)(x)
+    FusedMBConv(8, 8)(x)  # no SE: nothing to fuse
+    assert calls == [((32, 1, 1, 1), 1)]
+    with pytest.raises(ValueError, match="squeeze-excitation"):
+        FusedMBConv(8, 8, fused=True)
+
+
+@pytest.mark.interpreter
+def test_fused_mbconv_se_matches_between_torch_and_triton_backends():
+    pytest.importorskip("triton")
+    from dartsfast import backend
+
+    if backend.why_unavailable("triton"):
+        pytest.skip(backend.why_unavailable("triton"))
+    torch.manual_seed(11)
+    block = FusedMBConv(6, 6, stride=1, exp_ratio=2.0, se_ratio=0.25).train()
+    twin = copy.deepcopy(block)
+    x = random_tensor((2, 6, 7, 9), generator=make_generator(12), channels_last=True)
+    results = []
+    for name, module in (("torch", block), ("triton", twin)):
+        xi = x.clone().requires_grad_(True)
+        with backend.use_backend(name):
+            out = module(xi)
+            out.square().sum().backward()
+        results.append((out, xi.grad, dict(module.named_parameters()), dict(module.named_buffers())))
+    (out_t, gx_t, p_t, b_t), (out_r, gx_r, p_r, b_r) = results
+    assert_close_to_reference(out_r, out_t, torch.float32, "output")
+    assert_close_to_reference(gx_r, gx_t, torch.float32, "grad x")
+    for name, p in p_t.items():
+        assert_close_to_reference(p_r[name].grad, p.grad, torch.float32, f"grad {name}")
+    for name, b in b_t.items():
+        assert_close_to_reference(b_r[name].double(), b.double(), torch.float32, name)
