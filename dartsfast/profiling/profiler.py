@@ -44,6 +44,8 @@ SGD_LR, SGD_MOMENTUM = 1e-4, 0.9
 # On a CPU inductor's C++ build takes ~35 s per graph on a 2-core runner; aot_eager traces
 # the same graphs (fwd + bwd) in ~1–5 s and still exercises the compile path.
 CPU_COMPILE_BACKEND = "aot_eager"
+# A cold inductor compile of one block's forward + backward: ~5–20 s (first-call time).
+COMPILE_GUESS_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +199,7 @@ class ProfileRun:
         self.max_seconds, self.compile_budget_s = max_seconds, compile_budget_s
         self.started = time.monotonic()
         self.compile_spent = 0.0
+        self.slowest_compile = 0.0
         self.env = environment_info(self.device)
         with num_threads(self.threads):
             self.ceilings = measure_ceilings(self.device, tuple(dtypes)).to_dict()
@@ -208,8 +211,15 @@ class ProfileRun:
     def _skip_reason(self, case: Case) -> str:
         if self.max_seconds is not None and self.elapsed() > self.max_seconds:
             return f"time budget of {self.max_seconds:g} s spent"
-        if case.impl == "compile" and self.compile_budget_s is not None and self.compile_spent > self.compile_budget_s:
+        if case.impl != "compile":
+            return ""
+        if self.compile_budget_s is not None and self.compile_spent > self.compile_budget_s:
             return f"compile budget of {self.compile_budget_s:g} s spent ({self.compile_spent:.0f} s compiling)"
+        # One cold compile can take as long as the slowest seen so far (COMPILE_GUESS_S before
+        # any): don't start one that would run past the time budget.
+        if self.max_seconds is not None and self.elapsed() + (self.slowest_compile or COMPILE_GUESS_S) > self.max_seconds:
+            return (f"a compile (~{self.slowest_compile or COMPILE_GUESS_S:.0f} s) would overrun the time budget "
+                    f"of {self.max_seconds:g} s")
         return ""
 
     def run_case(self, case: Case) -> dict:
@@ -256,6 +266,7 @@ class ProfileRun:
                     torch.cuda.synchronize(dev)
                 out["compile_s"] = time.perf_counter() - t0
                 self.compile_spent += out["compile_s"]
+                self.slowest_compile = max(self.slowest_compile, out["compile_s"])
             stats = time_fn(fn, warmup=self.warmup, repeats=self.repeats, device=dev)
             out["stats"] = stats
             if dev.type == "cuda":

@@ -251,7 +251,9 @@ def comparison_rows(records) -> list[dict]:
                          shape=first_shape[(preset, stage)], latencies=lat,
                          mbconv_s=t_mb, mbconv_impl=impl_mb, fused_s=t_fu, fused_impl=impl_fu,
                          ratio=t_fu / t_mb, faster="Fused-MBConv" if t_fu < t_mb else "MBConv"))
-    return rows
+    # One table per (preset, dtype, layout, mode, batch), stages in network order within it.
+    tables = list(dict.fromkeys((r["preset"], r["dtype"], r["layout"], r["mode"], r["batch"]) for r in rows))
+    return sorted(rows, key=lambda r: tables.index((r["preset"], r["dtype"], r["layout"], r["mode"], r["batch"])))
 
 
 def _shape_text(r) -> str:
