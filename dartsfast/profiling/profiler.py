@@ -261,12 +261,14 @@ class ProfileRun:
             fn = make_step(model, case, dev)
             if case.impl == "compile":
                 t0 = time.perf_counter()
-                fn()
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                out["compile_s"] = time.perf_counter() - t0
-                self.compile_spent += out["compile_s"]
-                self.slowest_compile = max(self.slowest_compile, out["compile_s"])
+                try:  # the first call compiles; a failing compile still spends the budget
+                    fn()
+                    if dev.type == "cuda":
+                        torch.cuda.synchronize(dev)
+                finally:
+                    out["compile_s"] = time.perf_counter() - t0
+                    self.compile_spent += out["compile_s"]
+                    self.slowest_compile = max(self.slowest_compile, out["compile_s"])
             stats = time_fn(fn, warmup=self.warmup, repeats=self.repeats, device=dev)
             out["stats"] = stats
             if dev.type == "cuda":

@@ -45,20 +45,19 @@ from dartsfast._io import atomic_write, write_json
 SCHEMA = "dartsfast.profile/1"
 STATUSES = ("ok", "unsupported", "error", "skipped")
 BLOCK_LABELS = {"mbconv": "MBConv", "fused_mbconv": "Fused-MBConv", "dsconv": "DSConv"}
-_STR, _INT, _NUM, _DICT = str, "int", "num", dict
-# field → type; the "?" suffix allows None.
+# field → (kind, None allowed). kind: "str", "int", "num" (finite float or int) or "dict".
 RECORD_FIELDS = {
-    "block": _STR, "label": _STR, "preset": _STR, "stage": _STR, "position": _STR, "count": _INT,
-    "native": _STR, "params": _DICT, "dtype": _STR, "layout": _STR, "impl": _STR, "mode": _STR,
-    "batch": _INT, "backend": _STR, "compile_backend": _STR, "device": _STR, "device_type": _STR,
-    "driver": _STR, "versions": _DICT, "git_commit": _STR, "status": _STR, "reason": _STR,
-    "median_s": _NUM + "?", "iqr_s": _NUM + "?", "q25_s": _NUM + "?", "q75_s": _NUM + "?",
-    "min_s": _NUM + "?", "mean_s": _NUM + "?", "n": _INT, "images_per_s": _NUM + "?",
-    "flops": _INT, "bytes": _INT, "arithmetic_intensity": _NUM, "tflops_per_s": _NUM + "?",
-    "gb_per_s": _NUM + "?", "pct_of_compute_ceiling": _NUM + "?", "pct_of_bandwidth_ceiling": _NUM + "?",
-    "peak_mem_bytes": _INT + "?", "peak_mem_delta_bytes": _INT + "?", "compile_s": _NUM + "?",
-    "graph_median_s": _NUM + "?", "graph_iqr_s": _NUM + "?", "launch_overhead_s": _NUM + "?",
-    "graph_error": _STR,
+    **{k: ("str", False) for k in ("block", "label", "preset", "stage", "position", "native", "dtype", "layout",
+                                   "impl", "mode", "backend", "compile_backend", "device", "device_type",
+                                   "driver", "git_commit", "status", "reason", "graph_error")},
+    **{k: ("int", False) for k in ("count", "batch", "n", "flops", "bytes")},
+    **{k: ("dict", False) for k in ("params", "versions")},
+    "arithmetic_intensity": ("num", False),
+    **{k: ("num", True) for k in ("median_s", "iqr_s", "q25_s", "q75_s", "min_s", "mean_s", "images_per_s",
+                                  "tflops_per_s", "gb_per_s", "pct_of_compute_ceiling",
+                                  "pct_of_bandwidth_ceiling", "compile_s", "graph_median_s", "graph_iqr_s",
+                                  "launch_overhead_s")},
+    **{k: ("int", True) for k in ("peak_mem_bytes", "peak_mem_delta_bytes")},
 }
 PARAM_FIELDS = ("c_in", "c_out", "h", "w", "out_h", "out_w", "stride", "exp_ratio", "kernel", "se_ratio")
 VERSION_FIELDS = ("torch", "triton", "cuda", "python")
@@ -110,16 +109,14 @@ def make_record(spec, *, dtype: str, layout: str, impl: str, mode: str, batch: i
     return rec
 
 
-def _type_ok(value, kind) -> bool:
-    optional = isinstance(kind, str) and kind.endswith("?")
+def _type_ok(value, kind: str, optional: bool) -> bool:
     if value is None:
         return optional
-    kind = kind.rstrip("?") if isinstance(kind, str) and kind.endswith("?") else kind
-    if kind == _INT:
+    if kind == "int":
         return isinstance(value, Integral) and not isinstance(value, bool)
-    if kind == _NUM:
+    if kind == "num":
         return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, kind)
+    return isinstance(value, {"str": str, "dict": dict}[kind])
 
 
 def record_problems(rec) -> list[str]:
@@ -128,10 +125,9 @@ def record_problems(rec) -> list[str]:
         return [f"a record must be a dict, got {type(rec).__name__}"]
     problems = [f"missing field {k!r}" for k in RECORD_FIELDS if k not in rec]
     problems += [f"unknown field {k!r}" for k in rec if k not in RECORD_FIELDS]
-    for key, kind in RECORD_FIELDS.items():
-        if key in rec and not _type_ok(rec[key], kind):
-            problems.append(f"{key}={rec[key]!r} is not {str(kind).rstrip('?')}"
-                            + (" or None" if str(kind).endswith("?") else ""))
+    for key, (kind, optional) in RECORD_FIELDS.items():
+        if key in rec and not _type_ok(rec[key], kind, optional):
+            problems.append(f"{key}={rec[key]!r} is not {kind}" + (" or None" if optional else ""))
     if problems:
         return problems
     problems += [f"params lacks {k!r}" for k in PARAM_FIELDS if k not in rec["params"]]

@@ -76,6 +76,9 @@ def test_compile_impl_and_its_budget():
     assert a["status"] == "ok", a["reason"]
     assert a["compile_backend"] == "aot_eager" and a["compile_s"] > 0
     assert b["status"] == "skipped" and "compile budget" in b["reason"]
+    broken = ProfileRun(compile_backend="no_such_backend", **FAST)  # a compile failure is a record
+    rec = broken.run_case(Case(spec, "float32", "nchw", "compile", "inference", 2))
+    assert rec["status"] == "error" and "no_such_backend" in rec["reason"]
 
 
 def test_iter_cases_puts_compile_last():
