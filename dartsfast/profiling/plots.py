@@ -6,7 +6,6 @@ the size; the layout engine keeps labels inside the canvas instead.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from dartsfast._io import atomic_write
@@ -150,6 +149,4 @@ def plot_roofline(records: Sequence[dict], ceilings: dict, path: str, *, size=DE
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower right")
-    if not math.isfinite(lo):
-        ax.set_xlim(0.1, 1000)
     _save(plt, fig, path)

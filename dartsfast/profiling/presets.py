@@ -234,6 +234,25 @@ def parse_list(text: str, allowed: Sequence[str], what: str, aliases: dict | Non
     return tuple(dict.fromkeys(names))  # unique, order kept
 
 
+def parse_se(text: str) -> dict:
+    """'fused_mbconv=0.25,mbconv=0' → {block: SE ratio}; ValueError naming the bad entry."""
+    out = {}
+    for item in (t.strip() for t in str(text).split(",") if t.strip()):
+        block, sep, value = item.partition("=")
+        block = block.strip().lower()
+        if not sep or block not in BLOCKS:
+            raise ValueError(f"--se {text!r}: expected BLOCK=RATIO entries with BLOCK one of {', '.join(BLOCKS)}, "
+                             f"got {item!r}")
+        try:
+            ratio = float(value)
+        except ValueError:
+            raise ValueError(f"--se {text!r}: {value.strip()!r} is not a number") from None
+        if not 0 <= ratio <= 1:
+            raise ValueError(f"--se {text!r}: an SE ratio must be in [0, 1], got {ratio}")
+        out[block] = ratio
+    return out
+
+
 def block_specs(shapes: Iterable[BlockShape], blocks: Sequence[str] = ("mbconv", "fused_mbconv"),
                 se: dict | None = None) -> list[BlockSpec]:
     """Every block type of ``blocks`` at every shape (shape-major order)."""

@@ -63,6 +63,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what = p.add_argument_group("what to profile")
     what.add_argument("--blocks", default="mbconv,fused_mbconv",
                       help=f"comma list of {', '.join(presets.BLOCKS)} (default mbconv,fused_mbconv)")
+    what.add_argument("--se", default="", help="SE ratio per block, e.g. fused_mbconv=0.25 (default: "
+                      "EfficientNetV2's: mbconv 0.25, fused_mbconv 0, dsconv 0.25)")
     what.add_argument("--preset", action="append", default=[],
                       help=f"{' | '.join(presets.PRESETS)}; repeatable or a comma list")
     what.add_argument("--shape", action="append", default=[], help=f"a user shape {presets.SHAPE_FORMAT}; repeatable")
@@ -152,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     impls = presets.parse_list(args.impls, IMPLS, "impl(s)")
     modes = presets.parse_list(args.modes, MODES, "mode(s)")
     blocks = presets.parse_list(args.blocks, presets.BLOCKS, "block(s)")
+    se = presets.parse_se(args.se)
     batch_sizes = _batch_sizes(args.batch_sizes or DEFAULT_BATCH[kind])
     size = parse_size(args.plot_size)
     if "fused" in impls:
@@ -165,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.markdown, args.plot, args.roofline, args.lut):
         _parent(path)
     if shapes:
-        _profile(args, device, presets.block_specs(shapes, blocks), dtypes, layouts, impls, modes, batch_sizes, size)
+        _profile(args, device, presets.block_specs(shapes, blocks, se), dtypes, layouts, impls, modes, batch_sizes, size)
     if args.lut:
         _lut(args, device, lut_ops, dtypes[0], layouts[0], batch_sizes[0])
     return 0
@@ -179,7 +182,8 @@ def _profile(args, device, specs, dtypes, layouts, impls, modes, batch_sizes, si
                      compile_backend=args.compile_backend, fused_backend=args.fused_backend,
                      max_seconds=args.max_seconds, compile_budget_s=args.compile_budget,
                      progress=args.progress, threads=args.threads)
-    config = dict(blocks=list(dict.fromkeys(s.block for s in specs)), dtypes=list(dtypes), layouts=list(layouts),
+    config = dict(blocks=list(dict.fromkeys(s.block for s in specs)),
+                  se_ratio={s.block: s.se_ratio for s in specs}, dtypes=list(dtypes), layouts=list(layouts),
                   impls=list(impls), modes=list(modes), batch_sizes=list(batch_sizes),
                   presets=list(args.preset), shapes=list(args.shape), input_size=args.input_size)
     complete = False

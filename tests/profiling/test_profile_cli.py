@@ -34,6 +34,17 @@ def test_profile_writes_records_report_and_plots(tmp_path, capsys):
     assert "profile: 16 records (12 ok, 4 unsupported)" in printed and "ratio" in printed
 
 
+def test_se_override_gives_fused_mbconv_a_fused_impl(tmp_path):
+    code = main(["profile", "--device", "cpu", "--shape", "8,8,6,6,1,2", "--blocks", "fused_mbconv", "--se",
+                 "fused_mbconv=0.25", "--impls", "eager,fused", "--modes", "training", "--batch-sizes", "2",
+                 "--repeats", "2", "--warmup", "1", "--threads", "1", "--no-progress", "--out", str(tmp_path / "p.json")])
+    assert code == 0
+    recs = json.loads((tmp_path / "p.json").read_text())["records"]
+    assert [(r["impl"], r["status"], r["params"]["se_ratio"]) for r in recs] == [("eager", "ok", 0.25),
+                                                                               ("fused", "ok", 0.25)]
+    assert recs[1]["backend"] == "torch"
+
+
 def test_profile_lut_only(tmp_path, capsys):
     path = tmp_path / "lut.json"
     code = main(["profile", "--device", "cpu", "--lut", str(path), "--space", "skip_connect,avg_pool_3x3,none",
@@ -58,6 +69,8 @@ def test_profile_lut_only(tmp_path, capsys):
     (["--blocks", "mbconv,resnet"], "unknown block(s) 'resnet'"),
     (["--batch-sizes", "2,zero"], "'zero' is not an integer"),
     (["--plot-size", "big"], "plot size must look like 1200x700"),
+    (["--se", "resnet=0.25"], "expected BLOCK=RATIO entries"),
+    (["--se", "mbconv=2"], "an SE ratio must be in [0, 1], got 2.0"),
     (["--device", "cuda:7"], "no CUDA device is visible"),
     (["--lut", "x.json", "--dtypes", "fp32,bf16"], "a LUT is measured for one dtype"),
     (["--lut", "x.json", "--space", "dsconv_3x3,conv_9x9"], "unknown op(s) 'conv_9x9'"),
