@@ -26,7 +26,7 @@ EXIT_FAILURE = 1
 # Subcommands that live next to their code: each module defines
 # ``add_parser(subparsers) -> argparse.ArgumentParser`` and sets ``handler`` (args -> exit code)
 # with ``set_defaults``. Imported when the parser is built.
-_SUBCOMMAND_MODULES: tuple = ("dartsfast.profiling.profile_command",)
+_SUBCOMMAND_MODULES: tuple = ("dartsfast.profiling.profile_command", "dartsfast.profiling.bench_command")
 
 
 class _UsageError(Exception):
