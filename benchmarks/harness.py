@@ -16,7 +16,9 @@ Command line every script accepts (benchmarks/gpu_suite.sh calls ``bench_X.py --
 
 Records: name, params, provider, dtype, layout, device name, median/IQR/quartiles/min/mean
 of the per-call time (s), n, bytes, GB/s, % of the copy ceiling measured in the same run,
-versions, git commit, status ("ok" / "error" / "skipped") and any extra fields.
+versions, git commit, device class + machine fingerprint (dartsfast.profiling.bench_records),
+status ("ok" / "error" / "skipped") and any extra fields. ``dartsfast bench compare`` reads
+these files too (raw medians; the `bench run` suites add a calibrated ratio).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ if str(REPO) not in sys.path:  # benchmark this checkout even without `pip insta
 
 import torch  # noqa: E402
 
+from dartsfast.profiling.bench_records import device_class, machine_fingerprint  # noqa: E402
 from dartsfast.profiling.timing import (  # noqa: E402
     DEFAULT_COPY_BYTES_CPU,
     DEFAULT_COPY_BYTES_CUDA,
@@ -100,7 +103,9 @@ def make_record(*, name: str, params: dict, provider: str, dtype, layout: str, e
            "median_s": None, "iqr_s": None, "q25_s": None, "q75_s": None, "min_s": None, "mean_s": None,
            "n": 0, "bytes": nbytes, "gb_per_s": None, "pct_of_ceiling": None,
            "versions": {k: env.get(k, "") for k in ("torch", "triton", "cuda", "driver", "python")},
-           "git_commit": env.get("git_commit", "")}
+           "git_commit": env.get("git_commit", ""),
+           # `dartsfast bench compare` matches records within a device class only
+           "device_class": device_class(env), "fingerprint": machine_fingerprint(env)}
     if stats is not None:
         rec.update(median_s=stats.median, iqr_s=stats.iqr, q25_s=stats.q25, q75_s=stats.q75,
                    min_s=stats.min, mean_s=stats.mean, n=stats.n)
