@@ -203,10 +203,11 @@ class _Case:
         self.rounds: list[tuple[TimingStats, TimingStats]] = []
 
 
-def _summarise(case: _Case, ceiling: float, plant: dict, keep_samples: bool) -> dict:
+def _summarise(case: _Case, ceiling: float, plant: dict, keep_samples: bool, max_seconds: float) -> dict:
     spec = case.spec
     if not case.rounds:
-        return bench_record(spec, status="error" if case.error else "skipped", error=case.error, **case.common)
+        return bench_record(spec, status="error" if case.error else "skipped",
+                            error=case.error or f"time budget of {max_seconds:g} s spent", **case.common)
     bench = [t for b, _ in case.rounds for t in b.samples]
     unit = [t for _, u in case.rounds for t in u.samples]
     ratio = calibrated_ratio(bench, unit)  # pooled over the rounds: see bench_stats
@@ -227,8 +228,8 @@ def run_suite(suite_name: str = "quick", *, device: str | torch.device = "cpu", 
     """Time every benchmark of the suite (or those in ``names``); return the result document.
 
     A benchmark that fails is recorded with status "error" (the others still run); once
-    ``max_seconds`` are spent, rounds not started are dropped (a benchmark never timed is
-    recorded as "skipped"). ``pairs_scale`` scales every benchmark's pair count (tests use
+    ``max_seconds`` are spent, no further benchmark round starts: a benchmark keeps the rounds
+    it has (``ratio.rounds`` says how many), one never timed is recorded as "skipped". ``pairs_scale`` scales every benchmark's pair count (tests use
     fewer; ≥ 10 pairs per round are kept); ``keep_samples`` stores the raw times.
     """
     device = torch.device(device)
@@ -265,10 +266,9 @@ def run_suite(suite_name: str = "quick", *, device: str | torch.device = "cpu", 
                 case.error = _first_line(exc)
             cases.append(case)
         for r in range(rounds):
-            if time.monotonic() - started > max_seconds:
-                log(f"time budget of {max_seconds:g} s spent: {rounds - r} round(s) dropped")
-                break
             for case in cases:
+                if time.monotonic() - started > max_seconds:
+                    break  # what is left of the budget is for writing the results
                 if case.error:
                     continue
                 pairs = max(10, round(case.spec.pairs * pairs_scale / rounds))
@@ -279,7 +279,7 @@ def run_suite(suite_name: str = "quick", *, device: str | torch.device = "cpu", 
                     case.error = _first_line(exc)
         records = []
         for case in cases:
-            records.append(_summarise(case, ceiling, plant, keep_samples))
+            records.append(_summarise(case, ceiling, plant, keep_samples, max_seconds))
             log(_line(records[-1]))
             case.fn = None
         if device.type == "cuda":

@@ -181,3 +181,9 @@ def test_full_suite_builders_run_in_its_formats_at_tiny_sizes():
         tensors = out if isinstance(out, (tuple, list)) else [out]
         assert all(torch.isfinite(t.float()).all() for t in tensors), spec.name
         assert nbytes is None or nbytes > 0
+
+
+def test_a_spent_time_budget_skips_what_is_left():
+    doc = run_suite("quick", names=["weighted_sum/forward"], max_seconds=1e-9)
+    (only,) = doc["records"]
+    assert only["status"] == "skipped" and "time budget" in only["error"] and not doc["complete"]

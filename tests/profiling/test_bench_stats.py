@@ -235,3 +235,11 @@ def test_records_carry_every_harness_field():
     ours = bench_record(suite("quick")[0], env=env, provider_name="torch", params={"K": 4})
     theirs = harness.make_record(name="n", params={}, provider="torch", dtype="float32", layout="flat", env=env)
     assert set(theirs) <= set(ours) and ours["device_class"] == "cpu-x86_64-2c-x"
+
+
+def test_a_busy_new_run_is_noted_but_judged_by_the_same_threshold():
+    busy = rec(value=10.5, calibration={"units": 5, "unit_median_s": 1.3e-4})
+    row = bs.compare(doc(rec()), doc(busy))[0]
+    assert row.verdict == "ok" and "busy machine: calibration median 1.30×" in row.note
+    assert row.threshold == bs.compare(doc(rec()), doc(rec(value=10.5)))[0].threshold
+    assert "busy" not in bs.compare(doc(rec()), doc(rec(calibration={"units": 5, "unit_median_s": 1.05e-4})))[0].note
