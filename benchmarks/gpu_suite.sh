@@ -86,6 +86,21 @@ for bench in benchmarks/bench_*.py; do
 done
 shopt -u nullglob
 
+# 3b. Regression tracking (README "Tracking benchmark regressions in CI"): `dartsfast bench run
+#     --suite full` -> OUTDIR/bench_full.json, then compared with benchmarks/baselines/<gpu>.json
+#     if one is committed (none yet: compare says so and passes).  At most 60 s, and only when
+#     60 s of the budget are left: --max-seconds 30 stops starting benchmark rounds after 30 s,
+#     leaving the rest for CUDA start-up, Triton compiles and writing the JSON.
+if (( BUDGET - SECONDS >= 60 )); then
+  step bench_full 60 "$OUT/bench_full.log" bash -c \
+    '"$0" -m dartsfast bench run --suite full --max-seconds 30 --out "$1" &&
+     "$0" -m dartsfast bench compare benchmarks/baselines "$1" --json "${1%.json}_verdicts.json"' \
+    "$PY" "$OUT/bench_full.json"
+else
+  printf 'bench_full\t0\t0\tskipped: less than 60 s of the budget left\n' >> "$STATUS"
+  log "bench_full: skipped, less than 60 s of the budget left"
+fi
+
 # 4. Summary.
 "$PY" - "$OUT" <<'PYEOF'
 import csv, json, os, sys
