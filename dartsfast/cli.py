@@ -16,6 +16,7 @@ import sys
 from typing import Callable, Optional, Sequence
 
 from dartsfast import backend
+from dartsfast._argtypes import number, positive_int
 from dartsfast.data import DATASETS
 from dartsfast.runtime import AMP_MODES
 from dartsfast.search.space import DEFAULT_OPS, available_ops, check_op_names
@@ -27,27 +28,6 @@ EXIT_FAILURE = 1
 # ``add_parser(subparsers) -> argparse.ArgumentParser`` and sets ``handler`` (args -> exit code)
 # with ``set_defaults``. Imported when the parser is built.
 _SUBCOMMAND_MODULES: tuple = ("dartsfast.profiling.profile_command", "dartsfast.profiling.bench_command")
-
-
-class _UsageError(Exception):
-    """Bad input found after parsing; reported like an argparse error (exit 2)."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _op_list(text: str) -> tuple:
@@ -63,11 +43,11 @@ def _add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lay
                    help="digits is embedded (scikit-learn); fashion-mnist/cifar10 read --data-dir")
     p.add_argument("--data-dir", default=None, help="directory of the torchvision dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--image-size", type=_positive_int, default=None, help="resize images to this side")
-    p.add_argument("--epochs", type=_positive_int, default=epochs)
-    p.add_argument("--batch-size", type=_positive_int, default=batch_size)
-    p.add_argument("--layers", type=_positive_int, default=layers, help="cells in the network")
-    p.add_argument("--channels", type=_positive_int, default=channels, help="channels of the first cell")
+    p.add_argument("--image-size", type=positive_int, default=None, help="resize images to this side")
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--batch-size", type=positive_int, default=batch_size)
+    p.add_argument("--layers", type=positive_int, default=layers, help="cells in the network")
+    p.add_argument("--channels", type=positive_int, default=channels, help="channels of the first cell")
     p.add_argument("--amp", choices=AMP_MODES, default="off", help="autocast dtype (fp16 adds a GradScaler)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="NHWC activations (default: on for CUDA)")
@@ -75,7 +55,7 @@ def _add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, lay
                    help="fused-op implementation (default: $DARTSFAST_BACKEND or auto)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA if visible), 'cpu', 'cuda:1', ...")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-train-samples", type=_positive_int, default=None,
+    p.add_argument("--max-train-samples", type=positive_int, default=None,
                    help="use only the first N training samples (quick runs)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
@@ -91,12 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated candidate ops (default {','.join(DEFAULT_OPS)}; "
                         f"available: {','.join(available_ops())})")
     s.add_argument("--order", type=int, choices=(1, 2), default=1, help="1 = first order, 2 = unrolled")
-    s.add_argument("--partial-channels", type=_positive_int, default=1, help="PC-DARTS K (1 = off)")
-    s.add_argument("--train-fraction", type=_float, default=0.5, help="share of the training set for weights")
-    s.add_argument("--w-lr", type=_float, default=0.025, help="weights' SGD learning rate")
-    s.add_argument("--alpha-lr", type=_float, default=3e-4, help="alphas' Adam learning rate")
+    s.add_argument("--partial-channels", type=positive_int, default=1, help="PC-DARTS K (1 = off)")
+    s.add_argument("--train-fraction", type=number, default=0.5, help="share of the training set for weights")
+    s.add_argument("--w-lr", type=number, default=0.025, help="weights' SGD learning rate")
+    s.add_argument("--alpha-lr", type=number, default=3e-4, help="alphas' Adam learning rate")
     s.add_argument("--augment", action="store_true", help="on-device crop (+ flip for cifar10) during search")
-    s.add_argument("--synthetic-size", type=_positive_int, default=2048, help="samples of --dataset synthetic")
+    s.add_argument("--synthetic-size", type=positive_int, default=2048, help="samples of --dataset synthetic")
     s.add_argument("--out", default="runs/search", help="output directory")
     s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     s.add_argument("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
@@ -107,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the discrete network a genotype describes (DARTS evaluation).")
     t.add_argument("--genotype", required=True, help="genotype.json (or the search directory holding it)")
     _add_common(t, epochs=20, batch_size=96, layers=8, channels=16)
-    t.add_argument("--lr", type=_float, default=0.025)
-    t.add_argument("--weight-decay", type=_float, default=3e-4)
-    t.add_argument("--drop-path", type=_float, default=0.2, help="drop-path probability (ramped up)")
+    t.add_argument("--lr", type=number, default=0.025)
+    t.add_argument("--weight-decay", type=number, default=3e-4)
+    t.add_argument("--drop-path", type=number, default=0.2, help="drop-path probability (ramped up)")
     t.add_argument("--auxiliary", action="store_true", help="auxiliary head at 2/3 depth")
     t.add_argument("--cutout", type=int, default=0, help="cutout square side (0 = off)")
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop/flip")

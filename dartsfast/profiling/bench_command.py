@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dartsfast._argtypes import positive_float, positive_int
 from dartsfast._io import write_json
 from dartsfast.profiling import bench_stats
 from dartsfast.profiling.bench_history import DEFAULT_HISTORY, append_history, plot_history, read_history
@@ -40,26 +41,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -69,10 +50,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="quick: CPU/CI, ~15 s on 2 cores; full: GPU sizes")
     p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cpu for quick, cuda for full)")
     p.add_argument("--only", type=_names, default=[], help="comma-separated benchmark names (default: all)")
-    p.add_argument("--threads", type=_count, default=None, help="torch CPU threads (default 1 on CPU: see README)")
-    p.add_argument("--rounds", type=_count, default=None, help="rounds over the suite per run (default 3)")
-    p.add_argument("--pairs-scale", type=_positive, default=1.0, help="scale every benchmark's pair count")
-    p.add_argument("--max-seconds", type=_positive, default=math.inf,
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 1 on CPU: see README)")
+    p.add_argument("--rounds", type=positive_int, default=None, help="rounds over the suite per run (default 3)")
+    p.add_argument("--pairs-scale", type=positive_float, default=1.0, help="scale every benchmark's pair count")
+    p.add_argument("--max-seconds", type=positive_float, default=math.inf,
                    help="time budget: rounds not started by then are dropped")
 
 
@@ -102,7 +83,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     u = sub.add_parser("update-baseline", help="write benchmarks/baselines/<device-class>.json from runs")
     u.add_argument("runs", nargs="*", type=Path, help="result files to merge (default: run the suite --runs times)")
     _add_run_options(u)
-    u.add_argument("--runs", dest="n_runs", type=_count, default=BASELINE_RUNS,
+    u.add_argument("--runs", dest="n_runs", type=positive_int, default=BASELINE_RUNS,
                    help=f"runs of the suite when no files are given (default {BASELINE_RUNS})")
     u.add_argument("--dir", type=Path, default=Path(DEFAULT_BASELINES), help="baseline directory")
     u.add_argument("--out", type=Path, default=None, help="write here instead of DIR/<device-class>.json")

@@ -15,41 +15,12 @@ import argparse
 import os
 import sys
 
+from dartsfast._argtypes import non_negative_int, positive_float, positive_int
 from dartsfast.profiling import presets
 
 DEFAULT_DTYPES = {"cuda": "bf16", "cpu": "fp32"}
 DEFAULT_LAYOUTS = {"cuda": "channels_last", "cpu": "nchw"}
 DEFAULT_BATCH = {"cuda": "128", "cpu": "8"}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -68,11 +39,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what.add_argument("--preset", action="append", default=[],
                       help=f"{' | '.join(presets.PRESETS)}; repeatable or a comma list")
     what.add_argument("--shape", action="append", default=[], help=f"a user shape {presets.SHAPE_FORMAT}; repeatable")
-    what.add_argument("--input-size", type=_positive_int, default=None,
+    what.add_argument("--input-size", type=positive_int, default=None,
                       help="input resolution (default: effnetv2-s 384, effnet-b0 224, seed and LUT 28)")
-    what.add_argument("--channels", type=_positive_int, default=presets.SEED_CHANNELS,
+    what.add_argument("--channels", type=positive_int, default=presets.SEED_CHANNELS,
                       help="first-cell channels of the seed preset and the LUT (default 16)")
-    what.add_argument("--layers", type=_positive_int, default=presets.SEED_LAYERS,
+    what.add_argument("--layers", type=positive_int, default=presets.SEED_LAYERS,
                       help="cells of the seed preset and the LUT supernet (default 8)")
     how = p.add_argument_group("how")
     how.add_argument("--dtypes", default=None, help="comma list of fp32, bf16, fp16 (default bf16 on CUDA, fp32 on CPU)")
@@ -82,15 +53,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     how.add_argument("--modes", default="inference,training", help="comma list of inference, training")
     how.add_argument("--batch-sizes", default=None, help="comma list (default 128 on CUDA, 8 on CPU)")
     how.add_argument("--device", default="auto", help="'auto' (CUDA if visible), 'cpu', 'cuda:1', ...")
-    how.add_argument("--repeats", type=_positive_int, default=20, help="timed calls per case (default 20)")
-    how.add_argument("--warmup", type=_non_negative_int, default=5, help="untimed calls per case (default 5)")
+    how.add_argument("--repeats", type=positive_int, default=20, help="timed calls per case (default 20)")
+    how.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls per case (default 5)")
     how.add_argument("--cuda-graph", action="store_true", help="also time CUDA-graph replay (launch overhead)")
     how.add_argument("--compile-backend", default=None, help="torch.compile backend (default inductor; CPU aot_eager)")
     how.add_argument("--fused-backend", choices=BACKENDS, default="auto", help="dartsfast backend of the fused impl")
-    how.add_argument("--max-seconds", type=_positive_float, default=None, help="skip the cases left after this")
-    how.add_argument("--compile-budget", type=_positive_float, default=None,
+    how.add_argument("--max-seconds", type=positive_float, default=None, help="skip the cases left after this")
+    how.add_argument("--compile-budget", type=positive_float, default=None,
                      help="seconds of compilation after which compile cases are skipped")
-    how.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (1 is robust on shared runners)")
+    how.add_argument("--threads", type=positive_int, default=None, help="CPU threads (1 is robust on shared runners)")
     how.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     out = p.add_argument_group("outputs")
     out.add_argument("--out", default=None, help="records as JSON (schema: dartsfast.profiling.records)")

@@ -1,0 +1,47 @@
+"""argparse ``type=`` converters shared by every ``dartsfast`` subcommand.
+
+Each raises ``argparse.ArgumentTypeError`` naming the bad text, so argparse reports
+``dartsfast <command>: error: argument --flag: ...`` and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def _int(text: str, want: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text, "a positive integer")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text, "an integer ≥ 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
+    return value
+
+
+def number(text: str) -> float:
+    return _number(text)
+
+
+def positive_float(text: str) -> float:
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
