@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dartsfast._io import atomic_write
-from dartsfast._validate import is_int, is_real
+from dartsfast._validate import check_device_field, field_error, is_int, is_real, normalise_path_fields
 from dartsfast.data import DATASETS, Augment, DeviceBatches, ImageDataset, default_augment, load_dataset
 from dartsfast.nn.darts_ops import FactorizedReduce, ReLUConvBN
 from dartsfast.nn.layers import DropPath, check_probability
@@ -232,7 +232,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         def bad(name: str, want: str) -> ValueError:
-            return ValueError(f"TrainConfig.{name} must be {want}, got {getattr(self, name)!r}")
+            return field_error(self, name, want)
 
         if self.dataset not in DATASETS:
             raise bad("dataset", f"one of {', '.join(DATASETS)}")
@@ -267,21 +267,8 @@ class TrainConfig:
             raise bad("channels_last", "None (auto), True or False")
         if not is_int(self.seed):
             raise bad("seed", "an int")
-        if not isinstance(self.device, (str, torch.device)):
-            raise bad("device", "'auto' or a torch device string")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, ValueError) as e:
-                raise bad("device", f"'auto' or a torch device string ({e})") from None
-        if self.out is not None:
-            if not isinstance(self.out, (str, os.PathLike)):
-                raise bad("out", "None or a directory path")
-            self.out = os.fspath(self.out)
-        if self.data_dir is not None:
-            if not isinstance(self.data_dir, (str, os.PathLike)):
-                raise bad("data_dir", "None or a directory path")
-            self.data_dir = os.fspath(self.data_dir)
+        check_device_field(self)
+        normalise_path_fields(self, ("out", "data_dir"))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

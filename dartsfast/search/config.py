@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
-
 from dartsfast import backend
-from dartsfast._validate import is_int, is_real
+from dartsfast._validate import check_device_field, field_error, is_int, is_real, normalise_path_fields
 from dartsfast.data import DATASETS
 from dartsfast.runtime import AMP_MODES
 from dartsfast.search.space import DEFAULT_OPS, check_op_names
@@ -75,7 +72,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         def bad(name: str, want: str) -> ValueError:
-            return ValueError(f"SearchConfig.{name} must be {want}, got {getattr(self, name)!r}")
+            return field_error(self, name, want)
 
         if self.dataset not in DATASETS:
             raise bad("dataset", f"one of {', '.join(DATASETS)}")
@@ -126,19 +123,10 @@ class SearchConfig:
         for name in ("channels_last", "edge_normalization"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise bad(name, "None (auto), True or False")
-        if not isinstance(self.device, str):
+        if not isinstance(self.device, str):  # stored in checkpoints: plain strings only
             raise bad("device", "'auto' or a torch device string")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, ValueError) as e:
-                raise bad("device", f"'auto' or a torch device string ({e})") from None
-        for name in ("out", "data_dir"):
-            v = getattr(self, name)
-            if v is not None:
-                if not isinstance(v, (str, os.PathLike)):
-                    raise bad(name, "None or a directory path")
-                setattr(self, name, os.fspath(v))
+        check_device_field(self)
+        normalise_path_fields(self, ("out", "data_dir"))
 
     @property
     def use_edge_normalization(self) -> bool:
