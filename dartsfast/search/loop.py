@@ -163,7 +163,7 @@ class SearchRun:
         architecture_step(self.model, self.a_opt, self._alpha_loss, x_v, y_v, order=c.order,
                           x_train=x_t, y_train=y_t, lr=self.w_sched.get_last_lr()[0],
                           momentum=c.w_momentum, weight_decay=c.w_weight_decay, weight_optimizer=self.w_opt,
-                          scaler=self.a_scaler if self.a_scaler.is_enabled() else None,
+                          scaler=self.a_scaler,  # used only when enabled (fp16)
                           reduce_grads=self._reduce_alpha_grads if self.ctx.enabled else None)
         with torch.no_grad():
             arch_weights = self.model.arch()  # the alphas are constants in the weight step
