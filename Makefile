@@ -2,6 +2,7 @@
 #   make install      venv + torch + editable install (builds the CUDA extension if nvcc is here)
 #   make search       the main job: install, search on the embedded digits set, train the result
 #   make test         install, then the test suite (gpu tests skip without a GPU)
+#   make test-timing  the wall-clock tests left out of `make test` (for a quiet machine)
 #   make cmake-build  the same kernels as a plain shared library, build/cmake/libdartsfast_ops.so
 #   make clean        build outputs (keeps the venv)
 VENV ?= .venv
@@ -18,7 +19,7 @@ ifneq ($(wildcard $(CUDA_HOME)/bin/nvcc),)
 export CUDA_HOME
 endif
 
-.PHONY: install search test cmake-build clean
+.PHONY: install search test test-timing cmake-build clean
 
 # The main job, sized for a 2-core CPU (about 7 minutes there): a 3-cell, 8-channel supernet
 # searched for 5 epochs on digits (16x16), then the found cells stacked 5 deep at 12
@@ -46,6 +47,12 @@ search: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Tests whose assertions depend on wall-clock measurements (a planted 20% slowdown flagged,
+# training slower than inference, a plausible copy bandwidth). A busy machine can fail them
+# without any bug, so `make test` and CI leave them out (pyproject.toml addopts).
+test-timing: $(STAMP)
+	$(PY) -m pytest -m timing
 
 cmake-build: $(STAMP)
 	cmake -S . -B $(CMAKE_BUILD_DIR) -G Ninja \

@@ -1,12 +1,13 @@
 """dartsfast.profiling.timing: quantile arithmetic, the CPU timer, the copy ceiling, the
 environment record and argument errors (the CUDA path is covered under the `gpu` marker)."""
 import json
+import math
 import time
 
 import pytest
 import torch
 
-from dartsfast.profiling import TimingStats, environment_info, measure_copy_bandwidth, time_fn
+from dartsfast.profiling import TimingStats, environment_info, measure_copy_bandwidth, time_fn, timing
 
 
 def test_stats_from_known_samples():
@@ -26,32 +27,73 @@ def test_stats_reject_bad_samples(bad):
         TimingStats.from_samples(bad)
 
 
-def test_cpu_timer_measures_what_it_times():
-    calls = []
+class FakeClock:
+    """Stands in for ``time`` inside dartsfast.profiling.timing: ``perf_counter`` reads a
+    counter that only the timed functions advance, so every duration is known exactly and
+    nothing depends on how busy the machine is."""
 
-    def sleepy():
-        calls.append(1)
-        time.sleep(0.002)
+    def __init__(self, tick_s: float = 0.0):
+        self.now, self.tick_s = 100.0, tick_s
 
-    s = time_fn(sleepy, warmup=2, repeats=9, device="cpu")
-    assert len(calls) == 2 + 9 and s.n == 9
-    assert 0 < s.min <= s.q25 <= s.median <= s.q75
-    assert s.min <= s.mean and s.iqr >= 0
-    # sleep(2 ms) never returns early; 50 ms is a generous bound for a loaded CI runner.
-    assert 0.002 <= s.min and s.median < 0.05
+    def perf_counter(self) -> float:
+        self.now += self.tick_s  # tick_s > 0: every read advances (for code we cannot edit)
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
-def test_min_time_extends_the_repeats():
-    s = time_fn(lambda: time.sleep(0.001), warmup=1, repeats=3, min_time_s=0.03, device="cpu")
-    # ~1.1 ms per call: at least 3, and enough to fill ~30 ms (fewer if the runner is slow).
-    assert s.n >= 3 and s.n * s.median >= 0.01
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(timing, "time", fake)
+    return fake
+
+
+def test_cpu_timer_measures_what_it_times(clock):
+    durations = iter([0.5, 0.25] + [0.003, 0.001, 0.002, 0.009, 0.004, 0.006, 0.005, 0.008, 0.007])
+
+    def work():
+        clock.advance(next(durations))
+
+    s = time_fn(work, warmup=2, repeats=9, device="cpu")
+    assert next(durations, None) is None  # 2 warm-up + 9 timed calls, no more
+    # The warm-up calls (0.5 s, 0.25 s) are not in the stats; the timed ones are, in call order.
+    assert s.samples == pytest.approx((0.003, 0.001, 0.002, 0.009, 0.004, 0.006, 0.005, 0.008, 0.007))
+    assert (s.min, s.q25, s.median, s.q75, s.n) == pytest.approx((0.001, 0.003, 0.005, 0.007, 9))
+
+
+def test_cpu_timer_on_the_real_clock():
+    # Real sleeps: only what holds however loaded the machine is (sleep never returns early).
+    s = time_fn(lambda: time.sleep(0.002), warmup=1, repeats=3, device="cpu")
+    assert s.n == 3 and 0.002 <= s.min <= s.median <= s.q75 and math.isfinite(s.q75)
+
+
+def test_min_time_extends_the_repeats(clock):
+    # Warm-up estimate 1 ms per call: 30 ms of timing needs 30 calls.
+    s = time_fn(lambda: clock.advance(0.001), warmup=1, repeats=3, min_time_s=0.03, device="cpu")
+    assert s.n == 30
+    slow = time_fn(lambda: clock.advance(0.1), warmup=1, repeats=3, min_time_s=0.03, device="cpu")
+    assert slow.n == 3  # calls longer than min_time_s: the repeats asked for, no fewer
     capped = time_fn(lambda: None, warmup=1, repeats=2, min_time_s=10.0, device="cpu", max_repeats=50)
-    assert capped.n == 50
+    assert capped.n == 50  # a call that takes no time would need infinitely many
 
 
+def test_copy_bandwidth_counts_read_plus_write(monkeypatch):
+    # Each clock read advances 1 ms, so every timed copy "takes" exactly 1 ms.
+    monkeypatch.setattr(timing, "time", FakeClock(tick_s=1e-3))
+    assert measure_copy_bandwidth("cpu", 4 << 20, warmup=1, repeats=5) == pytest.approx(2 * (4 << 20) / 1e-3)
+
+
+def test_copy_bandwidth_on_the_real_clock():
+    bw = measure_copy_bandwidth("cpu", 4 << 20, warmup=1, repeats=5)
+    assert 0 < bw < math.inf
+
+
+@pytest.mark.timing
 def test_copy_bandwidth_on_cpu_is_plausible():
     bw = measure_copy_bandwidth("cpu", 4 << 20, warmup=1, repeats=5)
-    # Any machine copies faster than 100 MB/s and slower than 10 TB/s.
+    # Any machine copies faster than 100 MB/s and slower than 10 TB/s (wall-clock: not in CI).
     assert 1e8 < bw < 1e13
 
 
