@@ -20,6 +20,14 @@ TOLERANCES: dict[object, float] = {
 # Low precision must also be at most this many times plain PyTorch's own error in the dtype.
 LOW_PRECISION_FACTOR = 2.0
 LOW_PRECISION_ATOL = 1e-6
+# Tests that start a subprocess (a CLI, a benchmark script, the Triton interpreter) give it
+# this long before calling it hung. A guard against hangs only, never a performance bound:
+# the slowest such subprocess takes ~2 min on an idle 2-core runner and must still pass with
+# the other core busy, so 20 minutes leaves a wide margin.
+SUBPROCESS_TIMEOUT_S = 1200
+# Benchmark scripts skip the cases left once their --max-seconds budget is spent; tests that
+# check every case was measured pass this so a slow, busy machine never decides the outcome.
+NO_TIME_BUDGET = ["--max-seconds", "1e9"]
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from dartsfast.testing import NO_TIME_BUDGET, SUBPROCESS_TIMEOUT_S
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
@@ -25,8 +27,8 @@ def test_quick_benchmark_writes_valid_records(tmp_path):
     out = tmp_path / "results" / "bench_weighted_sum.json"
     # The calling convention of benchmarks/gpu_suite.sh, plus --quick and --device cpu.
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_weighted_sum.py"), "--out", str(out),
-                           "--quick", "--device", "cpu", "--repeats", "3"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           "--quick", "--device", "cpu", "--repeats", "3", *NO_TIME_BUDGET],
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert payload["schema"] == harness.SCHEMA_VERSION and payload["complete"] and payload["quick"]

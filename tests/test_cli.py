@@ -7,6 +7,7 @@ import pytest
 
 from dartsfast.cli import EXIT_USAGE, main
 from dartsfast.search.checkpoint import CHECKPOINT_FILE
+from dartsfast.testing import SUBPROCESS_TIMEOUT_S
 
 TINY_SEARCH = ["search", "--dataset", "synthetic", "--synthetic-size", "96", "--image-size", "8",
                "--epochs", "1", "--batch-size", "16", "--layers", "3", "--channels", "4",
@@ -82,8 +83,8 @@ def test_bad_genotype_file_exits_with_2(tmp_path, capsys):
 
 def test_python_dash_m_runs_the_cli():
     done = subprocess.run([sys.executable, "-m", "dartsfast", "search", "--epochs", "0"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == EXIT_USAGE
     assert "dartsfast search: error: argument --epochs" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "dartsfast", "--help"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "dartsfast", "--help"], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == 0 and "search" in done.stdout and "train" in done.stdout

@@ -20,6 +20,7 @@ from dartsfast import backend
 from dartsfast.nn import MBConv
 from dartsfast.ops import dwconv_se
 from dartsfast.testing import (
+    SUBPROCESS_TIMEOUT_S,
     TOLERANCES,
     assert_close_to_reference,
     make_generator,
@@ -338,7 +339,7 @@ from dartsfast import backend
 assert 'triton' not in backend.kernels_for('dwconv_se'), backend.kernels_for('dwconv_se')
 print(backend.why_unavailable('triton'))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     assert "'triton' package is not installed" in done.stdout
 
@@ -377,7 +378,7 @@ def test_kernels_compile_for_sm90_without_spills(tmp_path):
     pytest.importorskip("triton.backends.nvidia.compiler")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_DUMP_PTXAS_LOG="1", TRITON_ALWAYS_COMPILE="1", TRITON_CACHE_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("compiled") == 15, done.stdout
     spills = re.findall(r"(\d+) bytes spill stores", done.stdout)

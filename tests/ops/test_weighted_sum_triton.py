@@ -11,6 +11,7 @@ from dartsfast.ops import weighted_sum_triton as wst
 from dartsfast.ops._common import memory_format_of
 from dartsfast.ops.weighted_sum import BACKWARD_OP, OP
 from dartsfast.testing import (
+    SUBPROCESS_TIMEOUT_S,
     TOLERANCES,
     assert_close_to_reference,
     make_generator,
@@ -386,7 +387,7 @@ def test_kernels_compile_for_sm90_without_spills_and_with_vector_loads():
         pytest.skip("triton ships no ptxas here")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=SUBPROCESS_TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     for r in results:

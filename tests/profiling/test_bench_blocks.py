@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from dartsfast.profiling import records
+from dartsfast.testing import NO_TIME_BUDGET, SUBPROCESS_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -13,8 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quick_bench_blocks_writes_document_report_and_plots(tmp_path):
     out = tmp_path / "suite" / "bench_blocks.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_blocks.py"), "--out", str(out),
-                           "--device", "cpu", "--repeats", "2", "--warmup", "0"],
-                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+                           "--device", "cpu", "--repeats", "2", "--warmup", "0", *NO_TIME_BUDGET],
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = records.validate_document(json.loads(out.read_text()))
     assert doc["complete"] and doc["config"]["quick"] and doc["config"]["threads"] == 1

@@ -4,14 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dartsfast.testing import NO_TIME_BUDGET, SUBPROCESS_TIMEOUT_S
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_quick_search_step_benchmark_times_both_orders(tmp_path):
     out = tmp_path / "bench_search_step.json"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_search_step.py"), "--out", str(out),
-                           "--quick", "--device", "cpu", "--repeats", "2", "--warmup", "1"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           "--quick", "--device", "cpu", "--repeats", "2", "--warmup", "1", *NO_TIME_BUDGET],
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     payload = json.loads(out.read_text())
     assert payload["complete"]
