@@ -54,7 +54,7 @@ def test_an_unmistakable_planted_slowdown_fails_compare(base_run, tmp_path):
     # 5x the call (400% extra work): flagged unless the threshold were > 400%, i.e. unless
     # the calibration's own speed moved ~e-fold between the runs. The 20% plant the gate is
     # meant to catch is measured by test_unchanged_passes_and_a_planted_20pct_slowdown_fails
-    # (marked `timing`) and by benchmarks/bench_gate.py, not here: on a busy machine the gate
+    # (marked `timing`) and by benchmarks/gate_rates.py, not here: on a busy machine the gate
     # rightly widens its threshold past 20% (issue 11).
     slow = tmp_path / "slow.json"
     proc = _cli([*RUN, "--out", str(slow)], {PLANT_ENV: "dwconv_se/forward:4"})

@@ -4,10 +4,11 @@ detection of a planted slowdown, each over many fresh-process runs of ``dartsfas
 These are the figures the README quotes for the gate. They are wall-clock measurements, so
 they live here and not in the default test suite (issue 11: a unit test that expected a
 planted 20% slowdown to be flagged failed on a busy runner, where the gate rightly widened
-its threshold).
+its threshold). Not named bench_*.py: gpu_suite.sh runs every such script in a GPU slot, and
+this one measures the CPU gate for ~12 minutes.
 
-    python benchmarks/bench_gate.py --runs 10 --out benchmarks/results/gate/bench_gate.json
-    python benchmarks/bench_gate.py --runs 10 --busy 1 ...   # with one core kept busy
+    python benchmarks/gate_rates.py --runs 10 --out benchmarks/results/gate/gate_rates.json
+    python benchmarks/gate_rates.py --runs 10 --busy 1 ...   # with one core kept busy
 
 Runs alternate (unchanged, planted, unchanged, ...) so a drift in the machine's speed falls on
 both kinds alike. Each run is compared with BASE: the committed baseline of this device class
@@ -136,7 +137,7 @@ def summarise(runs: list[dict], planted: dict) -> dict:
 
 
 def markdown(summary: dict, env: dict, args) -> str:
-    lines = [f"## bench_gate on {env.get('cpu_model') or env.get('device_name')} "
+    lines = [f"## gate_rates on {env.get('cpu_model') or env.get('device_name')} "
              f"({summary['unchanged_runs']} unchanged + {summary['planted_runs']} planted runs, "
              f"base: {args.base}, busy cores: {args.busy})", "",
              f"- unchanged code: {summary['false_alarm_runs']} of {summary['unchanged_runs']} runs flagged"
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
                 base = load_results(path)
                 runs.append({"planted": {}, "rows": verdicts(base, first, args.max_regression)})
             else:
-                print(f"bench_gate: no baseline for {first['device_class']}; the first run is the base")
+                print(f"gate_rates: no baseline for {first['device_class']}; the first run is the base")
                 args.base, base = "run", first
         else:
             base = bench_run(args, tmp / "base.json", None)
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
             run = {"planted": args.plant_map if plant else {}, "rows": verdicts(base, new, args.max_regression)}
             runs.append(run)
             flagged = [n for n, v in run["rows"].items() if v["verdict"] == "regression"]
-            print(f"bench_gate: run {len(runs)}/{2 * args.runs} {'planted' if plant else 'unchanged'}: "
+            print(f"gate_rates: run {len(runs)}/{2 * args.runs} {'planted' if plant else 'unchanged'}: "
                   f"{'flagged ' + ', '.join(flagged) if flagged else 'nothing flagged'}", flush=True)
     summary = summarise(runs, args.plant_map)
     report = markdown(summary, env, args)

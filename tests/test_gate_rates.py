@@ -1,4 +1,4 @@
-"""benchmarks/bench_gate.py: the counting of false alarms and detections (on synthetic
+"""benchmarks/gate_rates.py: the counting of false alarms and detections (on synthetic
 verdicts, exact), its argument errors, and one tiny end-to-end run (structure only: the
 verdicts of a real run are wall-clock measurements and are not asserted here)."""
 import json
@@ -12,7 +12,7 @@ from dartsfast.testing import SUBPROCESS_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
-import bench_gate  # noqa: E402
+import gate_rates  # noqa: E402
 
 PLANT = {"a": 0.2}
 
@@ -28,12 +28,12 @@ def test_summary_counts_false_alarms_and_detections():
             _run(False, a=("ok", 0.05, 0.1), b=("regression", 0.3, 0.12)),  # a false alarm
             _run(True, a=("ok", 0.15, 0.2), b=("regression", 0.4, 0.1)),  # missed, and a false alarm
             _run(False, a=("error", None, None), b=("ok", 0.0, 0.1))]
-    s = bench_gate.summarise(runs, PLANT)
+    s = gate_rates.summarise(runs, PLANT)
     assert (s["unchanged_runs"], s["false_alarm_runs"], s["false_alarms"]) == (3, 1, ["b"])
     assert s["planted_runs"] == 2 and s["false_alarms_in_planted_runs"] == ["b"]
     assert s["planted"]["a"] == {"fraction": 0.2, "detected": 1, "change_min": 0.15, "change_max": 0.19,
                                  "threshold_min": 0.1, "threshold_max": 0.2}
-    md = bench_gate.markdown(s, {"cpu_model": "X"}, type("A", (), {"base": "run", "busy": 1})())
+    md = gate_rates.markdown(s, {"cpu_model": "X"}, type("A", (), {"base": "run", "busy": 1})())
     assert "1 of 3 runs flagged (b)" in md and "planted 20% in a: flagged in 1 of 2 runs" in md
     assert "+15.0% to +19.0%" in md
 
@@ -47,13 +47,13 @@ def test_summary_counts_false_alarms_and_detections():
 ])
 def test_bad_arguments_exit_2_naming_the_problem(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
-        bench_gate.parse_args(argv)
+        gate_rates.parse_args(argv)
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_a_tiny_run_writes_runs_and_summary(tmp_path):
     out = tmp_path / "gate" / "g.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_gate.py"), "--runs", "1",
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gate_rates.py"), "--runs", "1",
                            "--only", "weighted_sum/forward", "--plant", "weighted_sum/forward:1",
                            "--pairs-scale", "0.02", "--base", "run", "--busy", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
@@ -64,5 +64,5 @@ def test_a_tiny_run_writes_runs_and_summary(tmp_path):
     s = doc["summary"]
     assert (s["unchanged_runs"], s["planted_runs"]) == (1, 1) and s["planted"]["weighted_sum/forward"]["fraction"] == 1
     assert doc["config"]["busy"] == 1 and doc["config"]["base"] == "run"
-    assert out.with_suffix(".md").read_text().startswith("## bench_gate on")
+    assert out.with_suffix(".md").read_text().startswith("## gate_rates on")
     assert not list(out.parent.glob(".*.tmp"))
