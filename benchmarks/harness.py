@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:  # benchmark this checkout even without `pip insta
 import torch  # noqa: E402
 
 from dartsfast.profiling.bench_records import device_class, machine_fingerprint  # noqa: E402
+from dartsfast.profiling.ceilings import CPU_MATMUL_SIZE, CUDA_MATMUL_SIZE, matmul_flops_per_s  # noqa: E402
 from dartsfast.profiling.timing import (  # noqa: E402
     DEFAULT_COPY_BYTES_CPU,
     DEFAULT_COPY_BYTES_CUDA,
@@ -196,6 +197,12 @@ class BenchRun:
         self.ceiling_bytes = ceiling_bytes or ((16 << 20) if args.quick else default)
         reps = dict(warmup=1, repeats=5) if args.quick else {}
         self.ceiling = measure_copy_bandwidth(self.device, self.ceiling_bytes, **reps)
+        # The compute ceiling beside it (the ops are memory-bound, but a record should say how
+        # far from both roofs it is): bf16 8192² on CUDA (~1.5 ms), fp32 256² on a CPU.
+        cuda = self.device.type == "cuda"
+        self.matmul_dtype = torch.bfloat16 if cuda else torch.float32
+        self.matmul_flops = matmul_flops_per_s(self.device, self.matmul_dtype,
+                                               CUDA_MATMUL_SIZE if cuda else CPU_MATMUL_SIZE, **reps)
         self._previous_sigterm = None
 
     def elapsed(self) -> float:
@@ -230,14 +237,16 @@ class BenchRun:
         return _finite({"schema": SCHEMA_VERSION, "benchmark": self.name, "complete": complete, "quick": self.args.quick,
                 "seconds": round(self.elapsed(), 2), "environment": self.env,
                 "ceiling": {"kind": "device-to-device copy", "bytes_per_s": self.ceiling,
-                            "nbytes": self.ceiling_bytes},
+                            "nbytes": self.ceiling_bytes, "matmul_flops_per_s": self.matmul_flops,
+                            "matmul_dtype": dtype_name(self.matmul_dtype)},
                 "records": self.records})
 
     def finish(self, complete: bool = True) -> dict:
         """Write the JSON (+ .md beside it) if ``--out`` was given, print the table; return the payload."""
         payload = self.payload(complete)
-        table = (f"## {self.name} on {self.env['device_name']} (copy ceiling "
-                 f"{self.ceiling / 1e9:.1f} GB/s{'' if complete else '; INCOMPLETE'})\n\n"
+        table = (f"## {self.name} on {self.env['device_name']} (copy ceiling {self.ceiling / 1e9:.1f} GB/s, "
+                 f"{dtype_name(self.matmul_dtype)} matmul {self.matmul_flops / 1e12:.2f} TFLOP/s"
+                 f"{'' if complete else '; INCOMPLETE'})\n\n"
                  + markdown_table(self.records, self.extra_columns))
         if self.args.out is not None:
             write_json_atomic(self.args.out, payload)

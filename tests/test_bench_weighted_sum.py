@@ -33,6 +33,7 @@ def test_quick_benchmark_writes_valid_records(tmp_path):
     payload = json.loads(out.read_text())
     assert payload["schema"] == harness.SCHEMA_VERSION and payload["complete"] and payload["quick"]
     assert payload["ceiling"]["bytes_per_s"] > 0 and payload["environment"]["torch"] == torch.__version__
+    assert payload["ceiling"]["matmul_flops_per_s"] > 0 and payload["ceiling"]["matmul_dtype"] == "float32"  # CPU
     records = payload["records"]
     # K ∈ {4, 8} × 2 sizes × bf16 × {eager, compile} × 3 modes.
     assert len(records) == 24
