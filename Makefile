@@ -3,6 +3,7 @@
 #   make search       the main job: install, search on the embedded digits set, train the result
 #   make test         install, then the test suite (gpu tests skip without a GPU)
 #   make test-timing  the wall-clock tests left out of `make test` (for a quiet machine)
+#   make test-compat  the test suite under the GPU machine's torch 2.11.0 / triton 3.6.0 (own venv, ~3 GB)
 #   make cmake-build  the same kernels as a plain shared library, build/cmake/libdartsfast_ops.so
 #   make clean        build outputs (keeps the venv)
 VENV ?= .venv
@@ -19,7 +20,7 @@ ifneq ($(wildcard $(CUDA_HOME)/bin/nvcc),)
 export CUDA_HOME
 endif
 
-.PHONY: install search test test-timing cmake-build clean
+.PHONY: install search test test-timing test-compat cmake-build clean
 
 # The main job, sized for a 2-core CPU (about 7 minutes there): a 3-cell, 8-channel supernet
 # searched for 5 epochs on digits (16x16), then the found cells stacked 5 deep at 12
@@ -53,6 +54,31 @@ test: $(STAMP)
 # without any bug, so `make test` and CI leave them out (pyproject.toml addopts).
 test-timing: $(STAMP)
 	$(PY) -m pytest -m timing
+
+# The GPU machine has torch 2.11.0, triton 3.6.0 and torchvision 0.26.0 (DESIGN.md §7), and our
+# code must pass there as well as on the pinned 2.14.1.  test-compat installs those versions
+# into their own venv and runs the whole suite on a copy of the working tree (tracked and
+# untracked, not ignored files), so the extension it builds against torch 2.11 never replaces
+# the one .venv uses in place.  Not part of CI: it downloads ~3 GB.
+COMPAT_VENV ?= .venv-compat
+COMPAT_TORCH_SPEC ?= torch==2.11.0 torchvision==0.26.0 triton==3.6.0
+COMPAT_TREE ?= build/compat/tree
+COMPAT_PY := $(abspath $(COMPAT_VENV))/bin/python
+
+$(COMPAT_VENV)/.torch-installed:
+	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install -q -U pip setuptools wheel ninja
+	$(COMPAT_PY) -m pip install -q $(COMPAT_TORCH_SPEC)
+	touch $@
+
+test-compat: $(COMPAT_VENV)/.torch-installed
+	rm -rf $(COMPAT_TREE) && mkdir -p $(COMPAT_TREE)
+	git ls-files -z --cached --others --exclude-standard \
+	  | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(COMPAT_TREE)
+	cd $(COMPAT_TREE) && $(COMPAT_PY) -m pip install -q --no-build-isolation -e '.[dev]'
+	cd $(COMPAT_TREE) && $(COMPAT_PY) -c 'import torch, triton, torchvision; \
+	  print("test-compat: torch", torch.__version__, "triton", triton.__version__, "torchvision", torchvision.__version__)'
+	cd $(COMPAT_TREE) && $(COMPAT_PY) -m pytest
 
 cmake-build: $(STAMP)
 	cmake -S . -B $(CMAKE_BUILD_DIR) -G Ninja \
