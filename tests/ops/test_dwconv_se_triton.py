@@ -417,3 +417,51 @@ def test_gpu_nchw_input_and_determinism():
     grad_out = random_tensor((16, 240, 28, 28), dtype=torch.bfloat16, generator=make_generator(131), device="cuda")
     first, second = (triton_step(x, params, running, grad_out, 1, True) for _ in range(2))
     assert all(torch.equal(a, b) for a, b in zip(first[1], second[1]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("training", [True, False])
+def test_gpu_forward_and_backward_capture_in_a_cuda_graph(training):
+    """No host sync and no allocation outside the caching allocator in either pass: the whole
+    forward + backward replays from a CUDA graph and, on new values in the captured buffers,
+    matches a float64 composition run on those values (running stats included)."""
+    x, params, running = make_inputs(8, 96, (14, 14), 3, dtype=torch.bfloat16, param_dtype=torch.float32,
+                                     channels_last=True, seed=140, device="cuda")
+    grad_out = random_tensor((8, 96, 7, 7), dtype=torch.bfloat16, generator=make_generator(141), device="cuda",
+                             channels_last=True)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x, *params)]
+    rm, rv = (t.detach().clone() for t in running)
+
+    def step():
+        out = dwconv_se(leaves[0], *leaves[1:4], rm, rv, *leaves[4:], stride=2, training=training)
+        return (out, *torch.autograd.grad(out, leaves, grad_out))
+
+    with backend.use_backend("triton"):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step()  # compile outside the capture
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static = step()
+    new_x, new_params, new_running = make_inputs(8, 96, (14, 14), 3, dtype=torch.bfloat16,
+                                                 param_dtype=torch.float32, channels_last=True, seed=142,
+                                                 device="cuda")
+    with torch.no_grad():
+        for leaf, value in zip(leaves, (new_x, *new_params)):
+            leaf.copy_(value)
+        rm.copy_(new_running[0])
+        rv.copy_(new_running[1])
+        for t in static:
+            t.fill_(float("nan"))  # poisoned: the replay must write every element
+    graph.replay()
+    torch.cuda.synchronize()
+    up = lambda ts: [t.double() for t in ts]  # noqa: E731
+    ref, ref_grads, ref_rm, ref_rv = run(composition, new_x.double(), up(new_params), up(new_running),
+                                         grad_out.double(), stride=2, training=training)
+    assert_close_to_reference(static[0], ref, torch.bfloat16, "replayed output")
+    for name, got, want in zip(GRAD_NAMES, static[1:], ref_grads):
+        assert_close_to_reference(got, want, torch.bfloat16, f"replayed grad {name}")
+    assert_close_to_reference(rm, ref_rm, torch.float32, "running_mean after replay")
+    assert_close_to_reference(rv, ref_rv, torch.float32, "running_var after replay")

@@ -440,3 +440,43 @@ def test_gpu_more_than_2_to_the_31_elements_use_int64_offsets():
     torch.testing.assert_close(gx[tail].float(), x[tail].float() * 0.75, rtol=4e-3, atol=0)
     ref = x.float().square().sum(dtype=torch.float64)
     assert abs(gw.double().item() - ref.item()) <= 1e-4 * ref.item()
+
+
+@gpu
+def test_gpu_forward_and_backward_capture_in_a_cuda_graph():
+    """No host sync in either pass: forward + backward replay from a CUDA graph and, on new
+    values in the captured buffers, match float64 (output, input grads and weight grads)."""
+    k, shape = 5, (4, 16, 33, 33)
+    gen = make_generator(1300)
+    inputs = [x.cuda().requires_grad_(True) for x in random_inputs(k, shape, dtype=torch.float32, generator=gen)]
+    weights = random_simplex(k, generator=gen).cuda().requires_grad_(True)
+    grad_out = random_tensor(shape, generator=gen).cuda()
+
+    def step():
+        out = weighted_sum(inputs, weights)
+        return (out, *torch.autograd.grad(out, [*inputs, weights], grad_out))
+
+    with backend.use_backend("triton"):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            step()  # compile and autotune outside the capture
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static = step()
+    with torch.no_grad():
+        for x in inputs:
+            x.copy_(random_tensor(shape, generator=gen).cuda())
+        weights.copy_(random_simplex(k, generator=gen).cuda())
+        grad_out.copy_(random_tensor(shape, generator=gen).cuda())
+        for t in static:
+            t.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    xs64, w64, g64 = [x.detach().double() for x in inputs], weights.detach().double(), grad_out.double()
+    assert_close_to_reference(static[0], float64_sum(xs64, w64), torch.float32, "replayed output")
+    for i, x in enumerate(xs64):
+        assert_close_to_reference(static[1 + i], w64[i] * g64, torch.float32, f"replayed grad of input {i}")
+    ref_gw = torch.stack([(g64 * x).sum() for x in xs64])
+    assert_close_to_reference(static[-1], ref_gw, torch.float32, "replayed weight grads")
