@@ -27,6 +27,7 @@ Exit status: 0 when every step passed, 1 when some step failed or timed out, 2 o
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -138,13 +139,21 @@ def test_phase(s: Suite) -> None:
     base = [s.py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts="]
     # The kernel tests (gpu and interpreter markers run on the GPU there) come first; dry mode
     # runs one small file so the junit plumbing is exercised in seconds.
-    kernel_sel = ["tests/test_backend.py"] if s.dry else ["-m", "gpu or interpreter"]
+    kernel_sel = ["tests/test_backend.py"] if s.dry else ["-m", "gpu or interpreter", *_parallel()]
     s.step("pytest_gpu", [*base, *kernel_sel, "--junitxml", str(s.work / "pytest_gpu.xml")], 60 if s.dry else 180)
+
+
+def _parallel() -> list[str]:
+    """pytest-xdist workers where it is installed (the GPU image has it): the kernel tests
+    spend most of their time compiling Triton variants, one CPU core each, and the 16 cores
+    there would otherwise idle. Four workers share the GPU's memory comfortably."""
+    return ["-n", "4"] if importlib.util.find_spec("xdist") is not None else []
 
 
 def rest_of_tests(s: Suite) -> None:
     """The CPU part of the suite, with whatever time is left (CI runs it on every change)."""
-    sel = ["tests/profiling/test_timing.py"] if s.dry else ["-m", "not gpu and not interpreter and not timing"]
+    sel = ["tests/profiling/test_timing.py"] if s.dry else ["-m", "not gpu and not interpreter and not timing",
+                                                             *_parallel()]
     s.step("pytest_rest", [s.py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=", *sel,
                            "--junitxml", str(s.work / "pytest_rest.xml")], 60 if s.dry else 600, min_s=30)
 
