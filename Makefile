@@ -61,11 +61,14 @@ test-timing: $(STAMP)
 # untracked, not ignored files), so the extension it builds against torch 2.11 never replaces
 # the one .venv uses in place.  Not part of CI: it downloads ~3 GB.
 COMPAT_VENV ?= .venv-compat
-COMPAT_TORCH_SPEC ?= torch==2.11.0 torchvision==0.26.0 triton==3.6.0
+# numpy < 2.4: triton 3.6's interpreter turns a scalar kernel argument used in range() into an
+# int with int(1-element array), which NumPy 2.4 made an error (triton 3.8 squeezes first).
+# Only the interpreter (CPU) is affected; compiled kernels on the GPU machine's numpy are not.
+COMPAT_TORCH_SPEC ?= torch==2.11.0 torchvision==0.26.0 triton==3.6.0 'numpy<2.4'
 COMPAT_TREE ?= build/compat/tree
 COMPAT_PY := $(abspath $(COMPAT_VENV))/bin/python
 
-$(COMPAT_VENV)/.torch-installed:
+$(COMPAT_VENV)/.torch-installed: Makefile  # re-checked when the pinned versions change
 	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_PY) -m pip install -q -U pip setuptools wheel ninja
 	$(COMPAT_PY) -m pip install -q $(COMPAT_TORCH_SPEC)
