@@ -18,9 +18,7 @@ Targets (DESIGN.md §4, the benchmark scripts' docstrings, issue 14):
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -37,17 +35,11 @@ EARLY_STAGES = ("stage1", "stage2", "stage3")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # Imported here: importing dartsfast imports torch, and gpu_suite.py must still say
+    # "cannot import torch" in one line where torch is broken.
+    from dartsfast._io import atomic_write
+
+    atomic_write(str(path), lambda f: f.write(text.encode()))
 
 
 def _load(path: Path):

@@ -56,4 +56,7 @@ def versions() -> dict:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python benchmarks/gpu_versions.py OUT.json")
-    Path(sys.argv[1]).write_text(json.dumps(versions(), indent=1) + "\n")
+    # Written whole or not at all, without importing dartsfast (whose import may be what failed).
+    tmp = f"{sys.argv[1]}.tmp"
+    Path(tmp).write_text(json.dumps(versions(), indent=1) + "\n")
+    os.replace(tmp, sys.argv[1])

@@ -11,7 +11,6 @@ forward + backward, one call each time.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 
 from dartsfast import backend  # noqa: E402
+from dartsfast._io import write_json  # noqa: E402
 from dartsfast.ops import dwconv_se, weighted_sum  # noqa: E402
 from dartsfast.ops.dwconv_se import OP as DWCONV_OP  # noqa: E402
 from dartsfast.ops.weighted_sum import OP as WS_OP  # noqa: E402
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": str(device), "records": records}, indent=1) + "\n")
+    write_json(str(args.out), {"device": str(device), "records": records})
     return 1 if any(r["error"] for r in records) else 0
 
 

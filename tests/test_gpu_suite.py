@@ -93,6 +93,12 @@ def test_missing_python_is_named(tmp_path):
     assert proc.returncode == 2 and "no 'no-such-python3' on PATH" in proc.stderr
 
 
+def test_dry_runs_have_no_speed_bounds(tmp_path):
+    dry = gpu_suite.parse_args([str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--dry"])
+    assert dry.budget == gpu_suite.DRY_BUDGET_S
+    assert gpu_suite.parse_args([str(tmp_path / "o"), "--work", str(tmp_path / "w")]).budget == 480
+
+
 def test_usage_errors(tmp_path, capsys):
     for argv, message in (([str(tmp_path), "--phase", "nope"], "invalid choice"),
                           ([str(tmp_path), "--budget", "0"], "--budget must be"),
@@ -103,8 +109,8 @@ def test_usage_errors(tmp_path, capsys):
 
 
 def _bare_suite(tmp_path, budget):
-    args = gpu_suite.parse_args([str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--budget", str(budget),
-                                 "--dry"])
+    # Not --dry: a dry suite replaces every cap by the hang guard, and the caps are under test.
+    args = gpu_suite.parse_args([str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--budget", str(budget)])
     args.work.mkdir()
     return gpu_suite.Suite(args)
 
