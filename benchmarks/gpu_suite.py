@@ -120,6 +120,9 @@ class Suite:
         record["seconds"] = round(time.monotonic() - t0, 1)
         print(f"[gpu_suite] {name}: rc={record['rc']} in {record['seconds']:.0f} s {record['note']}", flush=True)
         self._save()
+        # Packed after every step (~1 s): if the device call itself is killed at its limit,
+        # OUTDIR still holds everything up to the last finished step.
+        pack(self.args)
         return record
 
     def _save(self) -> None:
@@ -225,6 +228,11 @@ def main(argv=None) -> int:
         os.environ.pop("TRITON_INTERPRET", None)
     s = Suite(args)
     phases = PHASES if args.phase == "all" else (args.phase,)
+
+    def on_sigterm(signum, frame):  # a caller's timeout: still pack what was measured
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         for phase in phases:
             {"build": build_phase, "test": test_phase, "bench": bench_phase}[phase](s)

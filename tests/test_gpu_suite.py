@@ -123,6 +123,9 @@ def test_a_step_past_its_cap_is_interrupted_and_recorded(tmp_path):
     assert ok["rc"] == 0 and (tmp_path / "work" / "quick.log").read_text() == "hello\n"
     saved = json.loads((tmp_path / "work" / "steps.json").read_text())
     assert [r["step"] for r in saved] == ["sleeper", "quick"]
+    # Packed after every step: a killed device call still returns what ran so far.
+    assert {"steps.json", "quick.log", "sleeper.log"} <= _members(tmp_path / "out" / "results.tar.gz")
+    assert "| quick | 0 |" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_a_spent_budget_skips_the_step(tmp_path):
