@@ -1,7 +1,8 @@
 # dartsfast developer entry points.  `make test` is what CI (.ci/run) runs.
 #   make install      venv + torch + editable install (builds the CUDA extension if nvcc is here)
 #   make search       the main job: install, search on the embedded digits set, train the result
-#   make test         install, then the test suite (gpu tests skip without a GPU)
+#   make lint         ruff over the whole tree (part of make test)
+#   make test         install, lint, then the test suite (gpu tests skip without a GPU)
 #   make test-timing  the wall-clock tests left out of `make test` (for a quiet machine)
 #   make test-compat  the test suite under the GPU machine's torch 2.11.0 / triton 3.6.0 (own venv, ~3 GB)
 #   make cmake-build  the same kernels as a plain shared library, build/cmake/libdartsfast_ops.so
@@ -20,7 +21,7 @@ ifneq ($(wildcard $(CUDA_HOME)/bin/nvcc),)
 export CUDA_HOME
 endif
 
-.PHONY: install search test test-timing test-compat cmake-build clean
+.PHONY: install search lint test test-timing test-compat cmake-build clean
 
 # The main job, sized for a 2-core CPU (about 7 minutes there): a 3-cell, 8-channel supernet
 # searched for 5 epochs on digits (16x16), then the found cells stacked 5 deep at 12
@@ -46,7 +47,10 @@ search: $(STAMP)
 	$(PY) -m dartsfast search $(SEARCH_ARGS) --out $(SEARCH_OUT) --overwrite
 	$(PY) -m dartsfast train --genotype $(SEARCH_OUT)/genotype.json $(TRAIN_ARGS) --out $(SEARCH_OUT)/train
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest
 
 # Tests whose assertions depend on wall-clock measurements (a planted 20% slowdown flagged,

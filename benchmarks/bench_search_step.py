@@ -109,7 +109,7 @@ def main() -> None:
                 sums = [torch.zeros((), device=device) for _ in range(3)]
                 batch = CONFIGS[name]["batch_size"]
                 heavy = name == "seed" and device.type == "cpu"  # minutes per step: one timed step
-                rec = bench.time(lambda: run.step(*sums), params={"config": name, "order": order, **{
+                rec = bench.time(lambda run=run, sums=sums: run.step(*sums), params={"config": name, "order": order, **{
                     k: v for k, v in CONFIGS[name].items() if k != "ops"}}, provider="eager",
                     dtype="bf16-autocast" if amp == "bf16" else torch.float32,
                     layout="channels_last" if run.channels_last else "nchw",
@@ -117,7 +117,7 @@ def main() -> None:
                 if rec.get("median_s"):
                     rec["images_per_s"] = batch / rec["median_s"]
                     try:  # counts are extra: a profiler failure must not lose the timing
-                        rec.update(count_step(lambda: run.step(*sums), device))
+                        rec.update(count_step(lambda run=run, sums=sums: run.step(*sums), device))
                     except Exception as exc:
                         rec["count_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 del run

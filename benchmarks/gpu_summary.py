@@ -175,7 +175,7 @@ def dwconv_se_section(work: Path) -> list[str]:
         if name != "dwconv_se/forward+backward" or fused is None:
             continue
         eager_cl, eager_nchw, comp = recs.get("eager_cl"), recs.get("eager_nchw"), recs.get("compile")
-        ratio = lambda base: base["median_s"] / fused["median_s"] if base else None  # noqa: E731
+        ratio = lambda base, fused=fused: base["median_s"] / fused["median_s"] if base else None  # noqa: E731
         target = layer.startswith("v2s") and n == 128
         rows.append([layer, str(n), fused["provider"], _f(fused["median_s"] * 1e6), _f(ratio(eager_cl), "{:.2f}"),
                      _f(ratio(eager_nchw), "{:.2f}"), _f(ratio(comp), "{:.2f}"), _f(fused.get("model_pct")),
@@ -208,8 +208,9 @@ def blocks_section(work: Path) -> list[str]:
         out += [f"{mode}: EfficientNetV2's finding (Fused-MBConv faster in stages 1–3, MBConv in 4–6) holds "
                 f"in {sum(agree)} of {len(agree)} stages on this device.", "",
                 *_table(["stage", "MBConv ms", "impl", "Fused-MBConv ms", "fused/mb", "faster", "as EfficientNetV2"],
-                        [[r["stage"], _f(r["mbconv_s"] * 1e3, "{:.3f}"), r["mbconv_impl"], _f(r["fused_s"] * 1e3, "{:.3f}"),
-                          _f(r["ratio"], "{:.2f}"), r["faster"], "yes" if a else "no"] for r, a in zip(these, agree)]), ""]
+                        [[r["stage"], _f(r["mbconv_s"] * 1e3, "{:.3f}"), r["mbconv_impl"],
+                          _f(r["fused_s"] * 1e3, "{:.3f}"), _f(r["ratio"], "{:.2f}"), r["faster"],
+                          "yes" if a else "no"] for r, a in zip(these, agree)]), ""]
     return head + (out or ["no stage could be compared (see bench_blocks.md)", ""])
 
 
@@ -254,7 +255,8 @@ def bench_full_section(work: Path) -> list[str]:
 
 def summarise(work: Path, dry: bool = False) -> str:
     work = Path(work)
-    lines = ["# dartsfast GPU suite" + (" (DRY RUN on the CPU: tiny sizes, nothing here is a GPU number)" if dry else ""),
+    dry_note = " (DRY RUN on the CPU: tiny sizes, nothing here is a GPU number)" if dry else ""
+    lines = ["# dartsfast GPU suite" + dry_note,
              ""]
     for section in (versions_section, steps_section, tests_section, warm_section, weighted_sum_section,
                     dwconv_se_section, search_step_section, blocks_section, bench_full_section):

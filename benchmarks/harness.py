@@ -234,7 +234,8 @@ class BenchRun:
 
     def payload(self, complete: bool) -> dict:
         """The JSON document; NaN/inf (not valid JSON) become null so the write cannot fail."""
-        return _finite({"schema": SCHEMA_VERSION, "benchmark": self.name, "complete": complete, "quick": self.args.quick,
+        return _finite({"schema": SCHEMA_VERSION, "benchmark": self.name, "complete": complete,
+                        "quick": self.args.quick,
                 "seconds": round(self.elapsed(), 2), "environment": self.env,
                 "ceiling": {"kind": "device-to-device copy", "bytes_per_s": self.ceiling,
                             "nbytes": self.ceiling_bytes, "matmul_flops_per_s": self.matmul_flops,

@@ -87,7 +87,7 @@ def cases(device: torch.device):
         for kernel, stride in (((3, 1), (5, 2)) if cpu else ((3, 1), (3, 2), (5, 1), (5, 2))):
             n, c, hw = (2, 8, 6) if cpu else (128, 256, 24)
             yield DWCONV_OP, dict(dtype=str(dtype)[6:], N=n, C=c, HW=hw, k=kernel, stride=stride), \
-                lambda d=dtype, kk=kernel, s=stride: dwconv_se_case(device, d, n, c, hw, kk, s)
+                lambda d=dtype, kk=kernel, s=stride, n=n, c=c, hw=hw: dwconv_se_case(device, d, n, c, hw, kk, s)
 
 
 def main(argv=None) -> int:

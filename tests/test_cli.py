@@ -86,5 +86,6 @@ def test_python_dash_m_runs_the_cli():
                           capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == EXIT_USAGE
     assert "dartsfast search: error: argument --epochs" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "dartsfast", "--help"], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
+    done = subprocess.run([sys.executable, "-m", "dartsfast", "--help"], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S)
     assert done.returncode == 0 and "search" in done.stdout and "train" in done.stdout

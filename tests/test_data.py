@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from dartsfast import data
-from dartsfast.data import (DATASETS, Augment, DeviceBatches, cutout, default_augment,
-                            load_dataset, make_synthetic, random_crop_flip, split_train_val)
+from dartsfast.data import (
+    DATASETS,
+    Augment,
+    DeviceBatches,
+    cutout,
+    default_augment,
+    load_dataset,
+    make_synthetic,
+    random_crop_flip,
+    split_train_val,
+)
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 

@@ -11,8 +11,7 @@ import torch
 
 from dartsfast.data import load_dataset
 from dartsfast.search.space import Genotype
-from dartsfast.train import (DiscreteCell, DiscreteNetwork, TrainConfig, evaluate, load_genotype,
-                             load_model, train)
+from dartsfast.train import DiscreteCell, DiscreteNetwork, TrainConfig, evaluate, load_genotype, load_model, train
 
 CONCAT = (2, 3, 4, 5)
 # Every op kind in the cells (mbconv only in the shape tests: its reference path is slow on CPU).
@@ -202,8 +201,9 @@ def _synthetic_cfg(**kw):
 
 def test_same_seed_same_history_on_cpu():
     runs = [train(GENO_FAST, _synthetic_cfg(device="cpu"), progress=False).history for _ in range(2)]
-    strip = lambda hist: [{k: v for k, v in h.items() if k not in ("epoch_time_s", "images_per_s")}
-                          for h in hist]
+    def strip(hist):
+        return [{k: v for k, v in h.items() if k not in ("epoch_time_s", "images_per_s")} for h in hist]
+
     assert strip(runs[0]) == strip(runs[1])
     other = train(GENO_FAST, _synthetic_cfg(seed=4, device="cpu"), progress=False).history
     assert strip(other) != strip(runs[0])

@@ -30,7 +30,6 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from dartsfast.ops import dwconv_se
 from dartsfast.nn.layers import (
     DropPath,
     LayerFactory,
@@ -43,6 +42,7 @@ from dartsfast.nn.layers import (
     check_stride,
     se_channels,
 )
+from dartsfast.ops import dwconv_se
 
 __all__ = ["DSConv", "DepthwiseSE", "FusedDepthwiseSE", "FusedMBConv", "MBConv",
            "make_depthwise_se", "why_not_fusable"]

@@ -2,7 +2,7 @@
 
     dartsfast bench run --suite quick --out new.json [--history]
     dartsfast bench compare benchmarks/baselines new.json      # exit 1 only on a significant regression
-    dartsfast bench update-baseline [RUN.json ...]             # default: 8 quick runs → benchmarks/baselines/<class>.json
+    dartsfast bench update-baseline [RUN.json ...]  # default: 8 quick runs → benchmarks/baselines/<class>.json
     dartsfast bench history --name weighted_sum/forward --out ws.png
 
 Exit status: 0 fine; 1 a significant regression (compare) or a benchmark that failed to run
@@ -50,7 +50,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="quick: CPU/CI, ~15 s on 2 cores; full: GPU sizes")
     p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cpu for quick, cuda for full)")
     p.add_argument("--only", type=_names, default=[], help="comma-separated benchmark names (default: all)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default 1 on CPU: see README)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default 1 on CPU: see README)")
     p.add_argument("--rounds", type=positive_int, default=None, help="rounds over the suite per run (default 3)")
     p.add_argument("--pairs-scale", type=positive_float, default=1.0, help="scale every benchmark's pair count")
     p.add_argument("--max-seconds", type=positive_float, default=math.inf,
@@ -106,7 +107,8 @@ def _suite_run(args, log=print) -> dict:
     device = args.device or ("cuda" if args.suite == "full" else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device is visible"
-                         + (" (the full suite is for GPUs; use --suite quick on a CPU)" if args.suite == "full" else ""))
+                         + (" (the full suite is for GPUs; use --suite quick on a CPU)"
+                            if args.suite == "full" else ""))
     try:
         torch.device(device)
     except RuntimeError as exc:

@@ -94,7 +94,8 @@ def plot_history(entries: list[dict], name: str, path, device_class: str | None 
     if not data:
         names = sorted({r.get("name") for e in entries for r in e["records"]})
         where = f" on device class {device_class}" if device_class else ""
-        raise ValueError(f"no successful runs of {name!r}{where} in the history; it has: {', '.join(names) or 'nothing'}")
+        raise ValueError(f"no successful runs of {name!r}{where} in the history; "
+                         f"it has: {', '.join(names) or 'nothing'}")
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # no display on CI

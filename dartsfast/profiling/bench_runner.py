@@ -229,7 +229,8 @@ def run_suite(suite_name: str = "quick", *, device: str | torch.device = "cpu", 
 
     A benchmark that fails is recorded with status "error" (the others still run); once
     ``max_seconds`` are spent, no further benchmark round starts: a benchmark keeps the rounds
-    it has (``ratio.rounds`` says how many), one never timed is recorded as "skipped". ``pairs_scale`` scales every benchmark's pair count (tests use
+    it has (``ratio.rounds`` says how many), one never timed is recorded as "skipped".
+    ``pairs_scale`` scales every benchmark's pair count (tests use
     fewer; ≥ 10 pairs per round are kept); ``keep_samples`` stores the raw times.
     """
     device = torch.device(device)
@@ -307,5 +308,6 @@ def _line(rec: dict) -> str:
         return f"{rec['name']:32s} {rec['status']}: {rec['error']}"
     r = rec["ratio"]
     spread = "" if r["round_rel_sd"] is None else f", rounds sd {100 * r['round_rel_sd']:.1f}%"
-    return (f"{rec['name']:32s} median {rec['median_s'] * 1e3:8.3f} ms (IQR {100 * rec['iqr_s'] / rec['median_s']:3.0f}%)"
+    iqr_pct = 100 * rec['iqr_s'] / rec['median_s']
+    return (f"{rec['name']:32s} median {rec['median_s'] * 1e3:8.3f} ms (IQR {iqr_pct:3.0f}%)"
             f"  ratio {r['value']:8.3f} (±{100 * r['rel_se']:.1f}%{spread})  n={r['n']}")

@@ -115,7 +115,7 @@ def metric(rec: dict) -> Metric | None:
     if isinstance(ratio, dict) and "value" in ratio:
         return Metric(float(ratio["value"]), float(ratio.get("rel_se") or 0.0), ratio.get("run_rel_sd"),
                       int(ratio.get("runs", 1)), ratio.get("unit_s"), "calibrated")
-    med, iqr, n = rec.get("median_s"), rec.get("iqr_s"), rec.get("n") or 0
+    med, iqr = rec.get("median_s"), rec.get("iqr_s")
     if med is None or med <= 0:
         return None
     # Harness records (benchmarks/*.py) carry no calibration: compare raw medians. Their

@@ -78,7 +78,8 @@ def build_weighted_sum_backward(device, dtype, layout, *, K: int, M: int):
     out = weighted_sum(xs, w)
     grad = torch.randn(out.shape, device=device, dtype=dtype, generator=_generator(device, 7))
     params = [*xs, w]
-    return (lambda: torch.autograd.grad(out, params, grad, retain_graph=True)), (2 * K + 1) * M * xs[0].element_size() + 8 * K
+    nbytes = (2 * K + 1) * M * xs[0].element_size() + 8 * K
+    return (lambda: torch.autograd.grad(out, params, grad, retain_graph=True)), nbytes
 
 
 def _dwconv_se_inputs(device, dtype, layout, n, c, hw, k):

@@ -46,7 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     what.add_argument("--layers", type=positive_int, default=presets.SEED_LAYERS,
                       help="cells of the seed preset and the LUT supernet (default 8)")
     how = p.add_argument_group("how")
-    how.add_argument("--dtypes", default=None, help="comma list of fp32, bf16, fp16 (default bf16 on CUDA, fp32 on CPU)")
+    how.add_argument("--dtypes", default=None,
+                     help="comma list of fp32, bf16, fp16 (default bf16 on CUDA, fp32 on CPU)")
     how.add_argument("--layouts", default=None,
                      help="comma list of nchw, channels_last (default channels_last on CUDA, nchw on CPU)")
     how.add_argument("--impls", default="eager,compile,fused", help="comma list of eager, compile, fused")
@@ -139,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, args.markdown, args.plot, args.roofline, args.lut):
         _parent(path)
     if shapes:
-        _profile(args, device, presets.block_specs(shapes, blocks, se), dtypes, layouts, impls, modes, batch_sizes, size)
+        specs = presets.block_specs(shapes, blocks, se)
+        _profile(args, device, specs, dtypes, layouts, impls, modes, batch_sizes, size)
     if args.lut:
         _lut(args, device, lut_ops, dtypes[0], layouts[0], batch_sizes[0])
     return 0

@@ -217,7 +217,8 @@ class ProfileRun:
             return f"compile budget of {self.compile_budget_s:g} s spent ({self.compile_spent:.0f} s compiling)"
         # One cold compile can take as long as the slowest seen so far (COMPILE_GUESS_S before
         # any): don't start one that would run past the time budget.
-        if self.max_seconds is not None and self.elapsed() + (self.slowest_compile or COMPILE_GUESS_S) > self.max_seconds:
+        next_compile_s = self.slowest_compile or COMPILE_GUESS_S
+        if self.max_seconds is not None and self.elapsed() + next_compile_s > self.max_seconds:
             return (f"a compile (~{self.slowest_compile or COMPILE_GUESS_S:.0f} s) would overrun the time budget "
                     f"of {self.max_seconds:g} s")
         return ""

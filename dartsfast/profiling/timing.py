@@ -196,7 +196,7 @@ def measure_copy_bandwidth(device: str | torch.device, nbytes: int | None = None
     n = nbytes // 4  # float32 elements: copy_ takes its fast vectorised path
     src = torch.ones(n, dtype=torch.float32, device=dev)
     dst = torch.empty_like(src)
-    stats = time_fn(lambda: dst.copy_(src), warmup=warmup, repeats=repeats, device=dev)
+    stats = time_fn(lambda dst=dst, src=src: dst.copy_(src), warmup=warmup, repeats=repeats, device=dev)
     del src, dst
     return 2 * 4 * n / stats.median
 

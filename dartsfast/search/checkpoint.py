@@ -34,7 +34,7 @@ def load_checkpoint(path: str, config: SearchConfig) -> dict:
 
     Raises :class:`CheckpointError` saying what is wrong; the file is left untouched.
     """
-    keep = (f"the file was left as it is; move it away (or pick another --out) to start afresh")
+    keep = ("the file was left as it is; move it away (or pick another --out) to start afresh")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast.ops import weighted_sum
 from dartsfast.nn.darts_ops import FactorizedReduce, ReLUConvBN
+from dartsfast.ops import weighted_sum
 from dartsfast.search.space import MULTIPLIER, NONE, STEPS, build_op, check_op_names, derive_genotype, num_edges
 
 

@@ -78,7 +78,6 @@ def triton_step(x, params, running, grad_out, stride, training):
 def check_against_float64(x, params, running, stride, training, seed):
     dtype = x.dtype
     n, c, h, w = x.shape
-    k = params[0].shape[-1]
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
     grad_out = random_tensor((n, c, ho, wo), dtype=dtype, generator=make_generator(seed + 1), device=x.device,
                              channels_last=x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
@@ -378,7 +377,8 @@ def test_kernels_compile_for_sm90_without_spills(tmp_path):
     pytest.importorskip("triton.backends.nvidia.compiler")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_DUMP_PTXAS_LOG="1", TRITON_ALWAYS_COMPILE="1", TRITON_CACHE_DIR=str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S, env=env)
+    done = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT_S, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("compiled") == 15, done.stdout
     spills = re.findall(r"(\d+) bytes spill stores", done.stdout)

@@ -69,7 +69,8 @@ def test_low_precision_weights_in_input_dtype():
     inputs = random_inputs(4, (333,), dtype=torch.bfloat16, generator=gen)
     weights = random_simplex(4, generator=gen, dtype=torch.bfloat16)
     out = weighted_sum(inputs, weights)
-    assert_close_to_reference(out, float64_sum(inputs, weights), torch.bfloat16, baseline=plain_pytorch_sum(inputs, weights))
+    assert_close_to_reference(out, float64_sum(inputs, weights), torch.bfloat16,
+                              baseline=plain_pytorch_sum(inputs, weights))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])

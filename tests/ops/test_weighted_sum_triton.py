@@ -362,7 +362,8 @@ def build(kind, n, dt, block, warps):
     ptx = k.asm["ptx"]
     return {"case": f"{kind} {dt} n={n} {block}/{warps}", "ptxas_logged": "spill stores" in log.getvalue(),
             "spill_bytes": sum(map(int, re.findall(r"(\d+) bytes spill stores", log.getvalue()))),
-            "v4_loads": len(re.findall(r"ld\.global\.v4\.b32", ptx)), "v4_stores": len(re.findall(r"st\.global\.v4\.b32", ptx))}
+            "v4_loads": len(re.findall(r"ld\.global\.v4\.b32", ptx)),
+            "v4_stores": len(re.findall(r"st\.global\.v4\.b32", ptx))}
 
 # Every forward config the autotuner may pick for the widest chunks, and the backward table.
 cases = [("fwd", n, dt, c.kwargs["BLOCK"], c.num_warps) for n, dt, size in ((32, "bf16", 2), (20, "fp32", 4))
@@ -491,7 +492,7 @@ def test_gpu_forward_and_backward_capture_in_a_cuda_graph():
     torch.cuda.synchronize()
     xs64, w64, g64 = [x.detach().double() for x in inputs], weights.detach().double(), grad_out.double()
     assert_close_to_reference(static[0], float64_sum(xs64, w64), torch.float32, "replayed output")
-    for i, x in enumerate(xs64):
+    for i in range(len(xs64)):
         assert_close_to_reference(static[1 + i], w64[i] * g64, torch.float32, f"replayed grad of input {i}")
     ref_gw = torch.stack([(g64 * x).sum() for x in xs64])
     assert_close_to_reference(static[-1], ref_gw, torch.float32, "replayed weight grads")

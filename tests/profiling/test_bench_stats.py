@@ -129,7 +129,7 @@ def test_known_noise_gives_no_false_alarms_and_catches_20pct():
         return rec(value=10.0 * scale * math.exp(rng.gauss(0, sd)), rel_se=0.002)
 
     alarms = caught = 0
-    for trial in range(40):
+    for _trial in range(40):
         base = bs.merge_runs([doc(run()) | {"device_class": CPU} for _ in range(8)])
         for _ in range(10):
             alarms += bs.has_regression(bs.compare(base, doc(run())))
@@ -228,6 +228,7 @@ def test_plant_spec_parsing():
 def test_records_carry_every_harness_field():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import harness
+
     from dartsfast.profiling.bench_runner import bench_record
     from dartsfast.profiling.bench_suites import suite
 

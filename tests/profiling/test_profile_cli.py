@@ -37,7 +37,8 @@ def test_profile_writes_records_report_and_plots(tmp_path, capsys):
 def test_se_override_gives_fused_mbconv_a_fused_impl(tmp_path):
     code = main(["profile", "--device", "cpu", "--shape", "8,8,6,6,1,2", "--blocks", "fused_mbconv", "--se",
                  "fused_mbconv=0.25", "--impls", "eager,fused", "--modes", "training", "--batch-sizes", "2",
-                 "--repeats", "2", "--warmup", "1", "--threads", "1", "--no-progress", "--out", str(tmp_path / "p.json")])
+                 "--repeats", "2", "--warmup", "1", "--threads", "1", "--no-progress",
+                 "--out", str(tmp_path / "p.json")])
     assert code == 0
     recs = json.loads((tmp_path / "p.json").read_text())["records"]
     assert [(r["impl"], r["status"], r["params"]["se_ratio"]) for r in recs] == [("eager", "ok", 0.25),

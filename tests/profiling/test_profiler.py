@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from dartsfast.profiling import plots, presets, records
+from dartsfast.profiling import plots, records
 from dartsfast.profiling.models import block_cost
 from dartsfast.profiling.presets import BlockShape, BlockSpec
 from dartsfast.profiling.profiler import Case, ProfileRun, iter_cases, profile

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from dartsfast.search import space
 from dartsfast.search.space import (
     DEFAULT_OPS,
     Genotype,
@@ -11,7 +12,6 @@ from dartsfast.search.space import (
     num_edges,
     register_op,
 )
-from dartsfast.search import space
 
 CLASSIC = ["skip_connect", "max_pool_3x3", "avg_pool_3x3", "sep_conv_3x3", "sep_conv_5x5",
            "dil_conv_3x3", "dil_conv_5x5"]
