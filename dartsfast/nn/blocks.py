@@ -30,18 +30,15 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from dartsfast.nn.layers import (
-    DropPath,
-    LayerFactory,
-    SqueezeExcite,
+from dartsfast._validate import (
     check_channels,
     check_kernel_size,
     check_non_negative,
     check_positive,
     check_probability,
     check_stride,
-    se_channels,
 )
+from dartsfast.nn.layers import DropPath, LayerFactory, SqueezeExcite, se_channels
 from dartsfast.ops import dwconv_se
 
 __all__ = ["DSConv", "DepthwiseSE", "FusedDepthwiseSE", "FusedMBConv", "MBConv",

@@ -1,66 +1,15 @@
-"""Small layers the blocks are built from (DropPath, SqueezeExcite) and the argument
-checks the blocks share. Plain PyTorch: the fused kernels live in :mod:`dartsfast.ops`."""
+"""Small layers the blocks are built from (DropPath, SqueezeExcite). Plain PyTorch: the
+fused kernels live in :mod:`dartsfast.ops`; the argument checks in :mod:`dartsfast._validate`."""
 from __future__ import annotations
 
-import math
-from numbers import Integral, Real
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 
+from dartsfast._validate import check_channels, check_positive, check_probability
+
 LayerFactory = Callable[..., nn.Module]
-
-
-# ----------------------------------------------------------------------------- argument checks
-# Every check raises ValueError with the argument's name first, so a bad block config in
-# a search space points straight at the field to fix.
-
-def check_channels(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def check_kernel_size(name: str, value: object) -> int:
-    # Odd only: 'same' padding k//2 keeps H, W (stride 1) for odd k alone.
-    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0 or value % 2 == 0:
-        raise ValueError(f"{name} must be a positive odd int (3, 5, ...), got {value!r}")
-    return int(value)
-
-
-def check_stride(name: str, value: object) -> int:
-    if isinstance(value, bool) or value not in (1, 2):
-        raise ValueError(f"{name} must be 1 or 2, got {value!r}")
-    return int(value)
-
-
-def _check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value: object) -> float:
-    v = _check_real(name, value)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def check_non_negative(name: str, value: object) -> float:
-    v = _check_real(name, value)
-    if v < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
-
-
-def check_probability(name: str, value: object) -> float:
-    # p == 1 would drop every sample and scale survivors by 1/0: reject it.
-    v = _check_real(name, value)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-    return v
 
 
 def se_channels(in_chs: int, se_ratio: float) -> int:
