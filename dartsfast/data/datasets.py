@@ -1,30 +1,20 @@
-"""Datasets as device-resident tensors, and a data pipeline that never leaves the device.
+"""Datasets as whole tensors: loaders for the names in ``DATASETS`` and the DARTS train/val split.
 
-At DARTS search shapes (16-channel cells on 28-32 px images) a step is launch-bound
-(DESIGN §4): a host-side DataLoader with per-image PIL transforms and worker processes
-is the bottleneck users complain about (GPUs 8-25% busy). So every dataset is decoded
-once into normalised float32 tensors, moved to the device once (CIFAR-10 train is 614 MB
-in fp32), and batches are drawn with ``randperm`` + ``index_select`` on that device;
-augmentation is batched tensor arithmetic seeded by a ``torch.Generator``.
-
-Datasets (``DATASETS``):
-  ``digits``         scikit-learn's bundled 8x8 digits (1797 images, no download) upsampled.
-  ``fashion-mnist``  torchvision FashionMNIST from ``data_dir``.
-  ``cifar10``        torchvision CIFAR10 from ``data_dir``.
-  ``synthetic``      seeded class-prototype images + noise (tests, benchmarks).
+Every dataset is decoded once into normalised float32 tensors (``ImageDataset``), to be
+moved to the device once; see :mod:`dartsfast.data` for why.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("digits", "fashion-mnist", "cifar10", "synthetic")
+from dartsfast.config import DATASETS
 
 # Standard per-channel statistics of the training sets (pixels in [0, 1]).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
@@ -117,6 +107,7 @@ def _normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def _load_digits(image_size: int) -> ImageDataset:
+    # lazy: sklearn is a heavy optional dependency, not loaded by `import dartsfast`
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -145,6 +136,7 @@ def _missing(title: str, data_dir, expected: str) -> FileNotFoundError:
 
 
 def _load_fashion_mnist(data_dir, download: bool, image_size) -> ImageDataset:
+    # lazy: torchvision is a heavy optional dependency, not loaded by `import dartsfast`
     from torchvision.datasets import FashionMNIST
     from torchvision.datasets.utils import extract_archive
 
@@ -168,7 +160,7 @@ def _load_fashion_mnist(data_dir, download: bool, image_size) -> ImageDataset:
 
 
 def _load_cifar10(data_dir, download: bool, image_size) -> ImageDataset:
-    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import CIFAR10  # lazy: heavy optional dependency (as above)
 
     base = os.path.join("DIR" if data_dir is None else str(data_dir), "cifar-10-batches-py")
     if data_dir is None or (not download and not all(
@@ -236,175 +228,3 @@ def split_train_val(dataset: ImageDataset, fraction: float = 0.5, seed: int = 0)
     tr, va = perm[:n_train], perm[n_train:]
     x, y = dataset.train_x, dataset.train_y
     return x.index_select(0, tr), y.index_select(0, tr), x.index_select(0, va), y.index_select(0, va)
-
-
-# ----------------------------------------------------------------------------- augmentation
-
-def random_crop_flip(x: torch.Tensor, padding: int = 4, flip: bool = True, *,
-                     flip_prob: float = 0.5,
-                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Per-sample random crop of the zero-padded batch, then per-sample horizontal flip.
-
-    ``x`` [N, C, H, W] (any device; ``generator`` on the same device). Zero padding in
-    normalised space is the mean colour. Offsets are drawn as ``randint(0, 2p+1, (N,))``
-    for rows then columns, then the flip mask ``rand(N) < flip_prob``; the crop and flip
-    are one gather with computed indices — no per-sample host loop.
-    Returns a new [N, C, H, W] tensor of the same dtype and device.
-    """
-    n, c, h, w = x.shape
-    dev = x.device
-    if padding > 0:
-        xp = F.pad(x, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
-        dx = torch.randint(0, 2 * padding + 1, (n,), device=dev, generator=generator)
-    else:
-        xp, dy = x, torch.zeros(n, dtype=torch.long, device=dev)
-        dx = dy
-    rows = dy[:, None] + torch.arange(h, device=dev)  # [N, H] source rows
-    cols = torch.arange(w, device=dev).expand(n, w)
-    if flip:
-        flipped = torch.rand(n, device=dev, generator=generator) < flip_prob
-        cols = torch.where(flipped[:, None], cols.flip(1), cols)
-    cols = dx[:, None] + cols  # [N, W] source columns
-    # Advanced indexing broadcasts [N,1,1,1] x [1,C,1,1] x [N,1,H,1] x [N,1,1,W] -> [N,C,H,W].
-    ni = torch.arange(n, device=dev)[:, None, None, None]
-    ci = torch.arange(c, device=dev)[None, :, None, None]
-    return xp[ni, ci, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def cutout(x: torch.Tensor, size: int, *,
-           generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Zero a ``size`` x ``size`` square per sample (all channels), centre uniform in the image.
-
-    ``x`` [N, C, H, W]. As in DARTS, the square is clipped at the border, so it covers
-    exactly size*size pixels only when it lies fully inside. Returns a new tensor.
-    """
-    n, _, h, w = x.shape
-    if size <= 0:
-        return x.clone()
-    dev = x.device
-    cy = torch.randint(0, h, (n, 1), device=dev, generator=generator)
-    cx = torch.randint(0, w, (n, 1), device=dev, generator=generator)
-    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
-    in_rows = (ar_h >= cy - size // 2) & (ar_h < cy - size // 2 + size)  # [N, H]
-    in_cols = (ar_w >= cx - size // 2) & (ar_w < cx - size // 2 + size)  # [N, W]
-    mask = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # [N, 1, H, W]
-    return x.masked_fill(mask, 0.0)
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Batch augmentation ``aug(x, generator=g)``: random crop (+flip), then cutout.
-
-    A frozen dataclass (not a lambda) so it has a readable repr for logs and configs.
-    """
-
-    padding: int = 0
-    flip: bool = False
-    cutout_size: int = 0
-
-    def __call__(self, x: torch.Tensor, generator: Optional[torch.Generator] = None):
-        if self.padding > 0 or self.flip:
-            x = random_crop_flip(x, self.padding, self.flip, generator=generator)
-        if self.cutout_size > 0:
-            x = cutout(x, self.cutout_size, generator=generator)
-        return x
-
-
-def default_augment(name: str, image_size: int, cutout_size: int = 0) -> Optional[Augment]:
-    """Per-dataset defaults: crop (pad image_size/8) everywhere but synthetic; flip only for
-    cifar10 (digits are not mirror-invariant: a flipped 2 is no digit); optional cutout."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    if name == "synthetic":  # prototypes are position-dependent: leave them alone
-        return Augment(cutout_size=cutout_size) if cutout_size > 0 else None
-    return Augment(padding=max(1, image_size // 8), flip=name == "cifar10",
-                   cutout_size=cutout_size)
-
-
-# ----------------------------------------------------------------------------- batching
-
-class DeviceBatches:
-    """Shuffled mini-batches of device tensors ``x`` [N, ...], ``y`` [N], drawn on-device.
-
-    Each epoch draws ``torch.randperm(N, device=x.device, generator=generator)`` and yields
-    ``(x.index_select(0, idx), y.index_select(0, idx))`` [B, ...], [B] (then ``augment(xb,
-    generator=generator)`` if given). Iterating yields the rest of the current epoch (a
-    fresh one if it is finished); ``forever()`` cycles epochs endlessly — DARTS's persistent
-    validation iterator, built once. ``state_dict()`` / ``load_state_dict()`` save the
-    generator state and the position inside the epoch, so a resumed run draws identical
-    batches. ``generator=None`` makes one on x's device, seeded from torch's global RNG.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
-                 shuffle: bool = True, generator: Optional[torch.Generator] = None,
-                 drop_last: bool = True,
-                 augment: Optional[Callable[..., torch.Tensor]] = None):
-        n = x.shape[0]
-        if y.shape[:1] != (n,):
-            raise ValueError(f"x has {n} samples but y has shape {tuple(y.shape)}")
-        if x.device != y.device:
-            raise ValueError(f"x is on {x.device} but y is on {y.device}")
-        if not 0 < batch_size <= n:
-            raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), "
-                             f"got {batch_size}")
-        if generator is None:
-            generator = torch.Generator(device=x.device)
-            generator.manual_seed(int(torch.randint(2**62, (1,))))
-        elif generator.device.type != x.device.type:
-            raise ValueError(f"generator is on {generator.device}, data on {x.device}")
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.shuffle, self.drop_last, self.augment = shuffle, drop_last, augment
-        self.generator = generator
-        self.epoch = 0  # epochs started so far
-        self._perm: Optional[torch.Tensor] = None
-        self._pos = len(self)  # "current epoch finished": the next batch starts epoch 0
-
-    def __len__(self) -> int:
-        """Batches per epoch."""
-        n = self.x.shape[0]
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def _new_epoch(self) -> None:
-        n = self.x.shape[0]
-        self._perm = (torch.randperm(n, device=self.x.device, generator=self.generator)
-                      if self.shuffle else torch.arange(n, device=self.x.device))
-        self._pos = 0
-        self.epoch += 1
-
-    def next_batch(self):
-        """The next ``(xb, yb)``, starting a new epoch when the current one is used up."""
-        if self._pos >= len(self):
-            self._new_epoch()
-        idx = self._perm[self._pos * self.batch_size:(self._pos + 1) * self.batch_size]
-        self._pos += 1
-        xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
-        if self.augment is not None:
-            xb = self.augment(xb, generator=self.generator)
-        return xb, yb
-
-    def __iter__(self):
-        if self._pos >= len(self):
-            self._new_epoch()
-        while self._pos < len(self):
-            yield self.next_batch()
-
-    def forever(self):
-        """Endless iterator over batches, crossing epoch boundaries."""
-        while True:
-            yield self.next_batch()
-
-    def state_dict(self) -> dict:
-        """Generator state, current permutation (CPU copy) and position; for checkpoints."""
-        return {"generator": self.generator.get_state(), "epoch": self.epoch,
-                "position": self._pos, "batch_size": self.batch_size, "num_samples": self.x.shape[0],
-                "perm": None if self._perm is None else self._perm.cpu()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if (state["batch_size"], state["num_samples"]) != (self.batch_size, self.x.shape[0]):
-            raise ValueError(f"state is for batch_size={state['batch_size']} over "
-                             f"{state['num_samples']} samples, this iterator has "
-                             f"batch_size={self.batch_size} over {self.x.shape[0]}")
-        self.generator.set_state(state["generator"])
-        self.epoch, self._pos = state["epoch"], state["position"]
-        self._perm = None if state["perm"] is None else state["perm"].to(self.x.device)

@@ -1,0 +1,101 @@
+"""The settings every run has, search or training: one base dataclass and their checks.
+
+:class:`~dartsfast.search.SearchConfig` and :class:`~dartsfast.train.TrainConfig` extend
+:class:`RunConfig` with their own fields (and their own defaults where they differ), so a
+shared setting is declared, checked and reported the same way in both.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Optional
+
+from dartsfast._validate import check_device_field, field_error, is_int, is_real, normalise_path_fields
+from dartsfast.runtime import AMP_MODES
+
+# The datasets dartsfast.data loads. Named here, below dartsfast.data, so a config can be
+# checked without importing the loaders (dartsfast.data re-exports it).
+DATASETS = ("digits", "fashion-mnist", "cifar10", "synthetic")
+
+# Field rules shared by the configs: (test, what the error says the value must be).
+Rule = tuple[Callable[[Any], bool], str]
+POSITIVE_INT: Rule = (lambda v: is_int(v) and v >= 1, "a positive int")
+OPTIONAL_POSITIVE_INT: Rule = (lambda v: v is None or (is_int(v) and v >= 1), "None or a positive int")
+POSITIVE_REAL: Rule = (lambda v: is_real(v) and v > 0, "a finite number > 0")
+NON_NEGATIVE_REAL: Rule = (lambda v: is_real(v) and v >= 0, "a finite number >= 0")
+FRACTION: Rule = (lambda v: is_real(v) and 0 <= v < 1, "a number in [0, 1)")  # a momentum, a drop rate
+BOOL: Rule = (lambda v: isinstance(v, bool), "a bool")
+OPTIONAL_BOOL: Rule = (lambda v: v is None or isinstance(v, bool), "None (auto), True or False")
+
+
+@dataclass
+class RunConfig:
+    """Settings shared by search and training. Checked on construction (ValueError naming the field).
+
+    ``image_size``: resize to this side (None = native). ``augment``: the dataset's default
+    crop (+ flip for cifar10). ``amp``: 'off' | 'bf16' | 'fp16' (fp16 adds a GradScaler).
+    ``channels_last``: None = on for CUDA. ``device``: 'auto' (CUDA if available) or a
+    torch device string. ``grad_clip``: max gradient norm, None or 0 = off.
+    ``max_train_samples``: use only the first N training samples (quick runs, tests).
+    ``out``: the run's output directory (None = write nothing).
+    """
+
+    dataset: str = "digits"
+    data_dir: Optional[str] = None
+    download: bool = False
+    image_size: Optional[int] = None
+    epochs: int = 20
+    batch_size: int = 64
+    channels: int = 16
+    layers: int = 8
+    augment: bool = False
+    amp: str = "off"
+    channels_last: Optional[bool] = None
+    device: str = "auto"
+    seed: int = 0
+    grad_clip: Optional[float] = 5.0
+    max_train_samples: Optional[int] = None
+    out: Optional[str] = None
+
+    # (fewest cells, what to say otherwise): a subclass may need more cells than one.
+    LAYERS_RULE: ClassVar[tuple[int, str]] = (1, "a positive int")
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise self._bad("dataset", f"one of {', '.join(DATASETS)}")
+        self._check(POSITIVE_INT, "epochs", "batch_size", "channels")
+        fewest, rule = self.LAYERS_RULE
+        if not is_int(self.layers) or self.layers < fewest:
+            raise self._bad("layers", rule)
+        self._check(OPTIONAL_POSITIVE_INT, "image_size", "max_train_samples")
+        if self.amp not in AMP_MODES:
+            raise self._bad("amp", f"one of {', '.join(AMP_MODES)}")
+        self._check(BOOL, "download", "augment")
+        self._check(OPTIONAL_BOOL, "channels_last")
+        if not is_int(self.seed):
+            raise self._bad("seed", "an int")
+        if self.grad_clip is not None and (not is_real(self.grad_clip) or self.grad_clip < 0):
+            raise self._bad("grad_clip", "None or a finite number >= 0 (0 = off)")
+        check_device_field(self)
+        normalise_path_fields(self, ("out", "data_dir"))
+
+    def _bad(self, name: str, want: str) -> ValueError:
+        return field_error(self, name, want)
+
+    def _check(self, rule: Rule, *names: str) -> None:
+        """Each named field must pass ``rule``; the first that does not raises, naming it."""
+        ok, want = rule
+        for name in names:
+            if not ok(getattr(self, name)):
+                raise self._bad(name, want)
+
+    def _lr_floor(self, name: str, lr_name: str) -> None:
+        """The cosine schedule's final rate: in [0, the starting rate]."""
+        if not is_real(getattr(self, name)) or not 0 <= getattr(self, name) <= getattr(self, lr_name):
+            raise self._bad(name, f"a number in [0, {lr_name}={getattr(self, lr_name)}]")
+
+    def to_dict(self) -> dict:
+        """Plain values only (the dict goes into checkpoints and model files)."""
+        d = dataclasses.asdict(self)
+        d["device"] = str(d["device"])
+        return d

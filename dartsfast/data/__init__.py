@@ -1,0 +1,35 @@
+"""Datasets as device-resident tensors, and a data pipeline that never leaves the device.
+
+At DARTS search shapes (16-channel cells on 28-32 px images) a step is launch-bound
+(DESIGN §4): a host-side DataLoader with per-image PIL transforms and worker processes
+is the bottleneck users complain about (GPUs 8-25% busy). So every dataset is decoded
+once into normalised float32 tensors, moved to the device once (CIFAR-10 train is 614 MB
+in fp32), and batches are drawn with ``randperm`` + ``index_select`` on that device;
+augmentation is batched tensor arithmetic seeded by a ``torch.Generator``.
+
+Datasets (``DATASETS``):
+  ``digits``         scikit-learn's bundled 8x8 digits (1797 images, no download) upsampled.
+  ``fashion-mnist``  torchvision FashionMNIST from ``data_dir``.
+  ``cifar10``        torchvision CIFAR10 from ``data_dir``.
+  ``synthetic``      seeded class-prototype images + noise (tests, benchmarks).
+
+Modules: ``datasets`` (loading, the train/val split), ``augment`` (batched crop, flip,
+cutout), ``batches`` (``DeviceBatches``); their public names are importable from here.
+"""
+from dartsfast.data.augment import Augment, cutout, default_augment, random_crop_flip
+from dartsfast.data.batches import DeviceBatches
+from dartsfast.data.datasets import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DATASETS,
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    ImageDataset,
+    load_dataset,
+    make_synthetic,
+    split_train_val,
+)
+
+__all__ = ["CIFAR10_MEAN", "CIFAR10_STD", "DATASETS", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "Augment",
+           "DeviceBatches", "ImageDataset", "cutout", "default_augment", "load_dataset", "make_synthetic",
+           "random_crop_flip", "split_train_val"]
