@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from dartsfast._io import atomic_write
 from dartsfast._validate import check_device_field, field_error, is_int, is_real, normalise_path_fields
 from dartsfast.data import DATASETS, Augment, DeviceBatches, ImageDataset, default_augment, load_dataset
-from dartsfast.nn.darts_ops import FactorizedReduce, ReLUConvBN
+from dartsfast.nn.classic import FactorizedReduce, ReLUConvBN
 from dartsfast.nn.layers import DropPath, check_probability
 from dartsfast.runtime import AMP_MODES, autocast, evaluate_sums, resolve_device, synchronize
 from dartsfast.search.space import Genotype, build_op

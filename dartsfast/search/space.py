@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from dartsfast.nn import DSConv, FusedMBConv, MBConv
-from dartsfast.nn.darts_ops import DilConv, FactorizedReduce, PoolBN, SepConv, Zero
+from dartsfast.nn.classic import DilConv, FactorizedReduce, PoolBN, SepConv, Zero
 
 OpConstructor = Callable[[int, int, bool], nn.Module]
 

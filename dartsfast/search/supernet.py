@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast.nn.darts_ops import FactorizedReduce, ReLUConvBN
+from dartsfast.nn.classic import FactorizedReduce, ReLUConvBN
 from dartsfast.ops import weighted_sum
 from dartsfast.search.space import MULTIPLIER, NONE, STEPS, build_op, check_op_names, derive_genotype, num_edges
 
