@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast import backend
+from dartsfast import backend, viz
 from dartsfast._io import write_json
 from dartsfast.data import DeviceBatches, ImageDataset, default_augment, load_dataset, split_train_val
 from dartsfast.runtime import autocast, evaluate_sums, resolve_device, synchronize
@@ -36,10 +36,9 @@ from dartsfast.search import distributed
 from dartsfast.search.bilevel import architecture_step
 from dartsfast.search.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from dartsfast.search.config import SearchConfig
-from dartsfast.search.space import Genotype
+from dartsfast.search.space import GENOTYPE_FILE, Genotype
 from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
 
-GENOTYPE_FILE = "genotype.json"
 HISTORY_FILE = "history.json"
 _POSTFIX_EVERY = 25  # steps between progress-bar loss reads (each read is a host sync)
 
@@ -266,7 +265,7 @@ def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistCon
         if ctx.is_main and config.progress:
             print(f"resuming {checkpoint_path(config.out)} after epoch {start_epoch}/{config.epochs}")
 
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: a heavy optional dependency, not loaded by `import dartsfast`
 
     steps = len(run.train_batches)
     show = config.progress and ctx.is_main
@@ -314,7 +313,7 @@ def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistCon
                        + (f" | {record['skipped_steps']} fp16 steps skipped" if record["skipped_steps"] else ""))
         if config.out is not None and ctx.is_main:
             write_json(os.path.join(config.out, HISTORY_FILE), run.history)
-            write_json(os.path.join(config.out, GENOTYPE_FILE), genotype.to_dict())
+            genotype.save(os.path.join(config.out, GENOTYPE_FILE))
             save_checkpoint(checkpoint_path(config.out), run.state_dict())
         distributed.barrier(ctx)
         if on_epoch_end is not None:
@@ -322,8 +321,6 @@ def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistCon
 
     genotype = run.model.genotype()
     if config.out is not None and ctx.is_main and config.plots and run.history:
-        from dartsfast import viz
-
         viz.plot_search(run.history, config.ops, config.out)
     return SearchResult(genotype=genotype, history=run.history, model=run.model, config=config,
                         out=config.out, start_epoch=start_epoch)

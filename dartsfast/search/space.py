@@ -8,16 +8,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import re
-from typing import Callable, Sequence
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn as nn
 
+from dartsfast._io import write_json
+from dartsfast._validate import existing_file
 from dartsfast.nn import DSConv, FusedMBConv, MBConv
 from dartsfast.nn.classic import DilConv, FactorizedReduce, PoolBN, SepConv, Zero
 
 OpConstructor = Callable[[int, int, bool], nn.Module]
+PathLike = Union[str, "os.PathLike[str]"]
+GENOTYPE_FILE = "genotype.json"  # what a search writes, and what a directory given to Genotype.load holds
 
 NONE = "none"
 # The seed experiment's space (Fashion-MNIST DSConv/MBConv/Fused-MBConv search).
@@ -197,6 +202,25 @@ class Genotype:
         if not isinstance(data, dict):
             raise ValueError("genotype JSON must be an object")
         return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Genotype":
+        """Read a ``genotype.json`` (as written by :meth:`save` or ``to_json()``); a directory
+        means ``path/genotype.json``. FileNotFoundError / ValueError name the file."""
+        path = existing_file(path, GENOTYPE_FILE, "genotype")
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise ValueError(f"genotype file {path} is not UTF-8 text: {e}") from e
+        try:
+            return cls.from_json(text)
+        except ValueError as e:
+            raise ValueError(f"genotype file {path}: {e}") from e
+
+    def save(self, path: PathLike) -> None:
+        """Write this genotype as indented JSON to the file ``path``, atomically."""
+        write_json(os.fspath(path), self.to_dict())
 
 
 def _derive_cell(weights: torch.Tensor, op_names: Sequence[str], steps: int) -> tuple[tuple[str, int], ...]:

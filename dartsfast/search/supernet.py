@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast.nn.classic import FactorizedReduce, ReLUConvBN
 from dartsfast.ops import weighted_sum
+from dartsfast.search.layout import build_cells, edge_stride, preprocess
 from dartsfast.search.space import MULTIPLIER, NONE, STEPS, build_op, check_op_names, derive_genotype, num_edges
 
 
@@ -69,11 +69,9 @@ class Cell(nn.Module):
         super().__init__()
         self.reduction = reduction
         self.steps, self.multiplier = steps, multiplier
-        self.preprocess0 = (FactorizedReduce(c_prev_prev, channels, affine=False) if reduction_prev
-                            else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False))
-        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
+        self.preprocess0, self.preprocess1 = preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
         self.edges = nn.ModuleList(
-            MixedOp(channels, 2 if reduction and j < 2 else 1, op_names, partial_channels)
+            MixedOp(channels, edge_stride(reduction, j), op_names, partial_channels)
             for i in range(steps) for j in range(2 + i))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
@@ -92,7 +90,8 @@ class Cell(nn.Module):
 
 
 class Supernet(nn.Module):
-    """Stem → ``layers`` cells (reduction at 1/3 and 2/3 depth, channels doubled) → classifier.
+    """Stem → ``layers`` cells (reduction at 1/3 and 2/3 depth, channels doubled; the layout of
+    :mod:`dartsfast.search.layout`) → classifier.
 
     ``forward(x, weights_normal, weights_reduce)`` with softmaxed alphas of shape
     [num_edges, num_ops]; x: [N, in_channels, H, W] → logits [N, num_classes].
@@ -110,20 +109,10 @@ class Supernet(nn.Module):
             raise ValueError(f"layers must be at least 3 (two reduction cells at 1/3 and 2/3 depth), got {layers}")
         self.op_names = check_op_names(op_names)
         self.steps, self.multiplier = steps, multiplier
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, channels
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c_curr *= 2
-            self.cells.append(Cell(steps, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev,
-                                   self.op_names, partial_channels))
-            reduction_prev = reduction
-            c_pp, c_p = c_p, multiplier * c_curr
-        self.classifier = nn.Linear(c_p, num_classes)
+        stack = build_cells(in_channels, channels, layers, stem_multiplier, lambda c_pp, c_p, c, red, red_prev: Cell(
+            steps, multiplier, c_pp, c_p, c, red, red_prev, self.op_names, partial_channels))
+        self.stem, self.cells = stack.stem, stack.cells
+        self.classifier = nn.Linear(stack.out_channels[-1], num_classes)
 
     def forward(self, x: torch.Tensor, weights_normal: torch.Tensor, weights_reduce: torch.Tensor,
                 edges_normal: torch.Tensor | None = None, edges_reduce: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Op registry, Genotype JSON round trip and validation, derivation from hand-made alphas."""
 import pytest
 import torch
+from sample_genotypes import GENO_ALL
 
 from dartsfast.search import space
 from dartsfast.search.space import (
@@ -126,3 +127,30 @@ def test_family_variants_carry_kernel_and_expansion_in_the_name(name, kernel, ex
 def test_bad_family_variants_are_unknown(name):
     with pytest.raises(ValueError, match="unknown op"):
         space.check_op_names([name])
+
+
+# ----------------------------------------------------------------------------- genotype files
+
+def test_load_genotype(tmp_path):
+    path = tmp_path / "genotype.json"
+    path.write_text(GENO_ALL.to_json())
+    assert Genotype.load(path) == GENO_ALL
+    assert Genotype.load(tmp_path) == GENO_ALL  # a directory means DIR/genotype.json
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        Genotype.load(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    for text, match in [("{not json", "not valid JSON"), ("[1, 2]", "object"),
+                        ('{"normal": []}', "missing"),
+                        (GENO_ALL.to_json().replace("dsconv_3x3", "warp_drive"), "warp_drive")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match) as info:
+            Genotype.load(bad)
+        assert "bad.json" in str(info.value)
+
+
+def test_genotype_save_round_trip(tmp_path):
+    path = tmp_path / "genotype.json"
+    GENO_ALL.save(path)
+    assert path.read_text() == GENO_ALL.to_json()  # the same text as to_json(), written atomically
+    assert Genotype.load(path) == GENO_ALL
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["genotype.json"]  # no temp file left
