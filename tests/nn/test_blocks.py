@@ -1,48 +1,18 @@
-"""Tests of dartsfast.nn: shapes, the residual rule, parameter counts, the fused MBConv
-middle against the plain composition, dtype/layout under autocast, drop path, argument
-checks. Everything runs on CPU in float64/fp32/bf16 and small shapes (< 20 s on 2 cores)."""
+"""Tests of dartsfast.nn's blocks: shapes, the residual rule, parameter counts, dtype/layout
+under autocast, drop path on the residual branch, argument checks. Everything runs on CPU
+in float64/fp32/bf16 and small shapes (seconds on 2 cores)."""
 import copy
-import functools
 import math
 
 import pytest
 import torch
 import torch.nn as nn
+from block_helpers import last_norm, out_size, randomize_
 
-import dartsfast.nn.blocks as blocks_mod
 from dartsfast.nn import DropPath, DSConv, FusedMBConv, MBConv, SqueezeExcite
-from dartsfast.nn.blocks import DepthwiseSE, FusedDepthwiseSE
-from dartsfast.testing import assert_close_to_reference, make_generator, random_tensor, relative_error
+from dartsfast.testing import make_generator, random_tensor, relative_error
 
 BLOCKS = [DSConv, MBConv, FusedMBConv]
-
-
-def out_size(size: int, stride: int) -> int:
-    return (size - 1) // stride + 1
-
-
-def randomize_(module: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Random weights everywhere, including BN affine and running stats, so that no
-    term (bias, running mean, BN scale) can be silently dropped and still pass."""
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()  # keeps activations O(1) through the block
-                m.weight.copy_(random_tensor(m.weight.shape, generator=generator, scale=fan_in ** -0.5))
-                if m.bias is not None:
-                    m.bias.copy_(random_tensor(m.bias.shape, generator=generator, scale=0.3))
-            elif isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.weight.copy_(random_tensor((c,), generator=generator, scale=0.3, offset=1.0))
-                m.bias.copy_(random_tensor((c,), generator=generator, scale=0.3))
-                m.running_mean.copy_(random_tensor((c,), generator=generator, scale=0.3))
-                m.running_var.copy_(random_tensor((c,), generator=generator, scale=0.3).abs() + 0.5)
-                m.num_batches_tracked.fill_(7)
-    return module
-
-
-def last_norm(block: nn.Module) -> nn.BatchNorm2d:
-    return [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)][-1]
 
 
 # ----------------------------------------------------------------------------- shapes, residual
@@ -122,112 +92,6 @@ def test_fused_mbconv_expansion_is_dense():
     assert isinstance(FusedMBConv(24, 24, exp_ratio=1).conv_pwl, nn.Identity)
 
 
-# ----------------------------------------------------------------------------- fused MBConv middle
-
-def _twin_mbconvs(in_chs, out_chs, k, stride, seed):
-    # Non-default momentum and eps: the fused call must pass bn2's own, not the defaults.
-    norm = functools.partial(nn.BatchNorm2d, momentum=0.3, eps=1e-3)
-    fused = randomize_(MBConv(in_chs, out_chs, k, stride, norm_layer=norm).double(), make_generator(seed))
-    plain = MBConv(in_chs, out_chs, k, stride, norm_layer=norm, fused=False).double()
-    plain.load_state_dict(fused.state_dict())  # same keys either way: strict load works
-    assert fused.fused and not plain.fused
-    assert type(fused.dw_se) is FusedDepthwiseSE and type(plain.dw_se) is DepthwiseSE
-    return fused, plain
-
-
-@pytest.mark.parametrize("in_chs,out_chs,k,stride,channels_last", [
-    (8, 8, 3, 1, False),   # residual block
-    (6, 10, 5, 2, True),   # stride 2, k5, odd-ish channels, NHWC
-])
-def test_mbconv_fused_middle_matches_composition(in_chs, out_chs, k, stride, channels_last):
-    # float64 on both paths, so any difference is a bug, not rounding (tolerance 1e-12).
-    fused, plain = _twin_mbconvs(in_chs, out_chs, k, stride, seed=2)
-    f64 = torch.float64
-    opt_f = torch.optim.SGD(fused.parameters(), lr=0.1)
-    opt_p = torch.optim.SGD(plain.parameters(), lr=0.1)
-    gen = make_generator(3)
-    for step in range(3):  # updates change weights and BN stats between steps
-        x = random_tensor((4, in_chs, 9, 11), dtype=f64, generator=gen, channels_last=channels_last)
-        grad = random_tensor((4, out_chs, out_size(9, stride), out_size(11, stride)), dtype=f64, generator=gen)
-        outs = []
-        for block, opt in ((fused, opt_f), (plain, opt_p)):
-            opt.zero_grad()
-            out = block(x)
-            (out * grad).sum().backward()
-            opt.step()
-            outs.append(out)
-        assert_close_to_reference(outs[0], outs[1], f64, f"step {step} output")
-        for (name, pf), pp in zip(fused.named_parameters(), plain.parameters()):
-            assert_close_to_reference(pf.grad, pp.grad, f64, f"step {step} grad of {name}")
-    for (name, bf), bp in zip(fused.named_buffers(), plain.buffers()):
-        if name.endswith("num_batches_tracked"):
-            assert int(bf) == int(bp) == 7 + 3, name
-        else:
-            assert_close_to_reference(bf, bp, f64, name)
-    fused.eval(), plain.eval()
-    x = random_tensor((3, in_chs, 7, 7), dtype=f64, generator=gen, channels_last=channels_last)
-    assert_close_to_reference(fused(x), plain(x), f64, "eval output")
-
-
-def test_mbconv_fused_path_calls_dwconv_se(monkeypatch):
-    # Without this, a "fused" middle that quietly ran the composition would pass the
-    # equivalence test above.
-    calls = []
-    real = blocks_mod.dwconv_se
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(blocks_mod, "dwconv_se", counting)
-    x = random_tensor((2, 8, 7, 7), generator=make_generator(4))
-    MBConv(8, 8, stride=2)(x)
-    assert len(calls) == 1 and calls[0]["stride"] == 2 and calls[0]["training"] is True
-    MBConv(8, 8, fused=False)(x)
-    MBConv(8, 8).eval()(x)
-    assert len(calls) == 2 and calls[1]["training"] is False
-
-
-@pytest.mark.parametrize("kwargs,why", [
-    ({"act_layer": nn.ReLU}, "SiLU"),
-    ({"norm_layer": lambda c: nn.GroupNorm(1, c)}, "BatchNorm2d"),
-    ({"norm_layer": lambda c: nn.BatchNorm2d(c, momentum=None)}, "momentum"),
-    ({"se_ratio": 0.0}, "squeeze-excitation"),
-])
-def test_mbconv_falls_back_to_composition(kwargs, why):
-    block = MBConv(8, 8, **kwargs)
-    assert not block.fused and type(block.dw_se) is DepthwiseSE
-    out = block(random_tensor((2, 8, 5, 5), generator=make_generator(5)))
-    assert out.shape == (2, 8, 5, 5) and torch.isfinite(out).all()
-    with pytest.raises(ValueError, match=why):
-        MBConv(8, 8, fused=True, **kwargs)
-
-
-def test_fused_middle_honours_bn_momentum_none_set_later():
-    # A user may flip momentum to None after construction; the fused forward must then
-    # use BatchNorm2d's cumulative average like the composition does.
-    fused, plain = _twin_mbconvs(8, 8, 3, 1, seed=6)
-    fused.dw_se.bn2.momentum = plain.dw_se.bn2.momentum = None
-    x = random_tensor((2, 8, 5, 5), dtype=torch.float64, generator=make_generator(7))
-    fused(x), plain(x)
-    assert_close_to_reference(fused.dw_se.bn2.running_var, plain.dw_se.bn2.running_var, torch.float64)
-
-
-def test_fused_mbconv_gradcheck():
-    # End-to-end float64 gradcheck of a tiny fused MBConv (input and every parameter),
-    # through dwconv_se's hand-written backward, in training mode (batch statistics).
-    block = randomize_(MBConv(3, 3, exp_ratio=2, se_ratio=0.5).double(), make_generator(8))
-    names = [n for n, _ in block.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in block.parameters()]
-    x = random_tensor((2, 3, 4, 4), dtype=torch.float64, generator=make_generator(9), requires_grad=True)
-
-    def f(x, *ps):
-        return torch.func.functional_call(block, dict(zip(names, ps)), (x,))
-
-    # fast_mode checks random projections of the Jacobian: ~8x quicker, still exact in float64.
-    assert torch.autograd.gradcheck(f, (x, *params), fast_mode=True)
-
-
 # ----------------------------------------------------------------------------- dtype, layout, autocast
 
 def _all_variants():
@@ -280,26 +144,6 @@ def test_cpu_autocast_bf16_residual_keeps_bf16(block):
 
 # ----------------------------------------------------------------------------- drop path
 
-def test_drop_path_identity_in_eval_and_at_zero():
-    x = random_tensor((16, 3, 4, 4), generator=make_generator(14))
-    assert torch.equal(DropPath(0.5).eval()(x), x)
-    assert torch.equal(DropPath(0.0).train()(x), x)
-
-
-def test_drop_path_drops_whole_samples_and_rescales():
-    x = torch.ones(2000, 3, 2, 2)
-    with torch.random.fork_rng():
-        torch.manual_seed(15)
-        out = DropPath(0.5).train()(x)
-    per_sample = out.flatten(1)
-    dropped = (per_sample == 0).all(1)
-    kept = (per_sample == 2).all(1)  # survivors scaled by 1 / keep_prob = 2
-    assert bool((dropped | kept).all()), "a sample was partly dropped or scaled wrongly"
-    # Binomial(2000, 0.5): sd 22.4, so ±150 is a 6.7-sd band.
-    assert 850 < int(kept.sum()) < 1150
-    assert out.is_contiguous(memory_format=torch.contiguous_format)
-
-
 @pytest.mark.parametrize("cls", BLOCKS)
 def test_block_drop_path_on_residual_branch_only(cls):
     # Same weights without drop path give the branch b = out_ref − x exactly per sample;
@@ -324,17 +168,7 @@ def test_block_drop_path_on_residual_branch_only(cls):
     assert torch.equal(drop(x), plain(x))
 
 
-# ----------------------------------------------------------------------------- SE, arguments
-
-def test_squeeze_excite_formula():
-    se = randomize_(SqueezeExcite(12, rd_ratio=0.25).double(), make_generator(19))
-    assert se.conv_reduce.out_channels == 3
-    x = random_tensor((2, 12, 5, 3), dtype=torch.float64, generator=make_generator(20))
-    s = x.mean((2, 3)) @ se.conv_reduce.weight.flatten(1).T + se.conv_reduce.bias
-    s = torch.sigmoid(torch.nn.functional.silu(s) @ se.conv_expand.weight.flatten(1).T + se.conv_expand.bias)
-    assert_close_to_reference(se(x), x * s[:, :, None, None], torch.float64)
-    assert SqueezeExcite(12, rd_channels=5).conv_reduce.out_channels == 5
-
+# ----------------------------------------------------------------------------- arguments
 
 @pytest.mark.parametrize("make,name", [
     (lambda: DropPath(1.0), "drop_prob"),
@@ -364,89 +198,3 @@ def test_bad_arguments_raise_value_error_naming_them(make, name):
 @pytest.mark.parametrize("block", [DSConv, MBConv, FusedMBConv])
 def test_noskip_removes_the_residual(block):
     assert block(8, 8).has_skip and not block(8, 8, noskip=True).has_skip
-
-
-# ----------------------------------------------------------------------------- Fused-MBConv with SE
-
-def _twin_fused_mbconvs(in_chs, out_chs, stride, exp_ratio, seed):
-    norm = functools.partial(nn.BatchNorm2d, momentum=0.3, eps=1e-3)
-    kwargs = dict(stride=stride, exp_ratio=exp_ratio, se_ratio=0.25, norm_layer=norm)
-    fused = randomize_(FusedMBConv(in_chs, out_chs, **kwargs).double(), make_generator(seed))
-    plain = FusedMBConv(in_chs, out_chs, fused=False, **kwargs).double()
-    plain.load_state_dict(fused.state_dict())  # the identity filter is not in the state dict
-    assert fused.fused and not plain.fused
-    return fused, plain
-
-
-@pytest.mark.parametrize("in_chs,out_chs,stride,exp_ratio,channels_last", [
-    (8, 8, 1, 4.0, False),   # residual
-    (6, 10, 2, 1.0, True),   # Fused-MBConv1 (no projection), stride 2, NHWC
-])
-def test_fused_mbconv_se_through_dwconv_se_matches_composition(in_chs, out_chs, stride, exp_ratio, channels_last):
-    fused, plain = _twin_fused_mbconvs(in_chs, out_chs, stride, exp_ratio, seed=8)
-    f64 = torch.float64
-    gen = make_generator(9)
-    for step in range(2):
-        x = random_tensor((3, in_chs, 9, 11), dtype=f64, generator=gen, channels_last=channels_last)
-        grad = random_tensor((3, out_chs, out_size(9, stride), out_size(11, stride)), dtype=f64, generator=gen)
-        outs = []
-        for block in (fused, plain):
-            block.zero_grad()
-            out = block(x)
-            (out * grad).sum().backward()
-            outs.append(out)
-        assert_close_to_reference(outs[0], outs[1], f64, f"step {step} output")
-        for (name, pf), pp in zip(fused.named_parameters(), plain.parameters()):
-            assert_close_to_reference(pf.grad, pp.grad, f64, f"step {step} grad of {name}")
-    plain_buffers = dict(plain.named_buffers())
-    for name, bf in fused.named_buffers():
-        if name != "identity_dw":
-            assert_close_to_reference(bf.double(), plain_buffers[name].double(), f64, name)
-    fused.eval(), plain.eval()
-    x = random_tensor((2, in_chs, 7, 7), dtype=f64, generator=gen, channels_last=channels_last)
-    assert_close_to_reference(fused(x), plain(x), f64, "eval output")
-
-
-def test_fused_mbconv_se_calls_dwconv_se_with_a_1x1_identity(monkeypatch):
-    calls = []
-    real = blocks_mod.dwconv_se
-
-    def counting(x, weight, *args, **kwargs):
-        calls.append((weight.shape, kwargs["stride"]))
-        return real(x, weight, *args, **kwargs)
-
-    monkeypatch.setattr(blocks_mod, "dwconv_se", counting)
-    x = random_tensor((2, 8, 7, 7), generator=make_generator(10))
-    FusedMBConv(8, 8, stride=2, se_ratio=0.25)(x)
-    FusedMBConv(8, 8, se_ratio=0.25, fused=False)(x)
-    FusedMBConv(8, 8)(x)  # no SE: nothing to fuse
-    assert calls == [((32, 1, 1, 1), 1)]
-    with pytest.raises(ValueError, match="squeeze-excitation"):
-        FusedMBConv(8, 8, fused=True)
-
-
-@pytest.mark.interpreter
-def test_fused_mbconv_se_matches_between_torch_and_triton_backends():
-    pytest.importorskip("triton")
-    from dartsfast import backend
-
-    if backend.why_unavailable("triton"):
-        pytest.skip(backend.why_unavailable("triton"))
-    torch.manual_seed(11)
-    block = FusedMBConv(6, 6, stride=1, exp_ratio=2.0, se_ratio=0.25).train()
-    twin = copy.deepcopy(block)
-    x = random_tensor((2, 6, 7, 9), generator=make_generator(12), channels_last=True)
-    results = []
-    for name, module in (("torch", block), ("triton", twin)):
-        xi = x.clone().requires_grad_(True)
-        with backend.use_backend(name):
-            out = module(xi)
-            out.square().sum().backward()
-        results.append((out, xi.grad, dict(module.named_parameters()), dict(module.named_buffers())))
-    (out_t, gx_t, p_t, b_t), (out_r, gx_r, p_r, b_r) = results
-    assert_close_to_reference(out_r, out_t, torch.float32, "output")
-    assert_close_to_reference(gx_r, gx_t, torch.float32, "grad x")
-    for name, p in p_t.items():
-        assert_close_to_reference(p_r[name].grad, p.grad, torch.float32, f"grad {name}")
-    for name, b in b_t.items():
-        assert_close_to_reference(b_r[name].double(), b.double(), torch.float32, name)
