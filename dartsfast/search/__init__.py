@@ -1,4 +1,5 @@
-"""DARTS search: op space and genotypes, supernet, bilevel optimisation, the search loop."""
+"""DARTS search: op space and genotypes, the supernet and the discrete network on one layout,
+bilevel optimisation, the search loop."""
 from dartsfast.search.checkpoint import CheckpointError
 from dartsfast.search.config import SearchConfig
 from dartsfast.search.loop import SearchResult, search
