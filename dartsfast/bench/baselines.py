@@ -1,62 +1,22 @@
-"""Benchmark records and result files for regression tracking (DESIGN.md §8).
+"""Baselines for regression tracking: what identifies a benchmark across runs, and a
+baseline (``benchmarks/baselines/<device-class>.json``) made of several runs.
 
-A result file (``dartsfast bench run --out FILE.json``; benchmarks/harness.py writes the
-same shape)::
-
-    {"schema": 1, "suite": "quick", "complete": true, "environment": {...},
-     "device_class": "cpu-x86_64-2c-amd-epyc", "records": [record, ...]}
-
-A record has the harness's fields — name, params, provider (the backend), dtype, layout,
-device (name), machine, status, error, median_s, iqr_s, q25_s, q75_s, min_s, mean_s, n,
-bytes, gb_per_s, pct_of_ceiling, versions, git_commit — plus ``device_class`` and
-``fingerprint``; the suites of :mod:`bench_runner` add ``ratio`` (the benchmark's time over
-a calibration workload timed alongside it, see there) and ``calibration``.
-
-Records are only ever compared within one *device class*: for a CPU, architecture + core
-count + CPU model ("a machine like yours" — the CI runner and a developer's box of the same
-type match); for a GPU, its name. The fingerprint is a finer hash (platform, CPU, GPU,
-driver) that is recorded, not matched: a baseline stays valid across kernel updates.
+Records are only ever compared within one device class (:func:`dartsfast.records.device_class`,
+which every record carries); within it, a benchmark is matched on :func:`record_key`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
-SCHEMA_VERSION = 1  # the harness's SCHEMA_VERSION: both write the same document shape
-STATUSES = ("ok", "error", "skipped")
-_ARCHES = ("x86_64", "aarch64", "arm64", "ppc64le", "s390x", "riscv64", "i686", "AMD64")
-
-
-def _slug(text: str) -> str:
-    # "AMD EPYC 7763 64-Core Processor" → "amd-epyc-7763-64-core-processor"
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "unknown"
-
-
-def _arch(env: dict) -> str:
-    if env.get("arch"):
-        return str(env["arch"])
-    plat = str(env.get("platform", ""))
-    return next((a for a in _ARCHES if a in plat), "unknown")
-
-
-def device_class(env: dict) -> str:
-    """The class of machines whose records may be compared: ``cpu-<arch>-<n>c-<model>``
-    on a CPU (``cpu-x86_64-2c-amd-epyc``), ``gpu-<name>`` on a GPU (``gpu-nvidia-h100-80gb-hbm3``).
-
-    ``env`` is :func:`dartsfast.profiling.timing.environment_info`'s dict.
-    """
-    if env.get("device_type") == "cuda":
-        return f"gpu-{_slug(env.get('device_name', ''))}"
-    return f"cpu-{_arch(env)}-{int(env.get('cpu_count') or 0)}c-{_slug(env.get('cpu_model', ''))}"
-
-
-def machine_fingerprint(env: dict) -> str:
-    """12 hex digits identifying the exact machine setup (recorded, never matched on)."""
-    parts = [env.get(k, "") for k in ("platform", "cpu_model", "cpu_count", "device_name", "capability", "driver")]
-    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:12]
+DEFAULT_BASELINES = "benchmarks/baselines"
+# 8 runs (~2.5 min for the quick suite): the 90% upper bound of the run-to-run sd is then
+# 1.57× the estimate (1.94× with 5 runs), which keeps thresholds of the noisier benchmarks
+# under 20%.
+BASELINE_RUNS = 8
 
 
 def record_key(rec: dict) -> tuple:
@@ -76,56 +36,51 @@ def describe_key(key: tuple) -> str:
     return f"{name} [{p}]" + (f" ({tags})" if tags else "")
 
 
-def _fail(path, problem: str):
-    raise ValueError(f"{path}: {problem}")
+def baseline_file(directory: Path, new: dict, new_path) -> Path:
+    """The baseline in ``directory`` for the device class of ``new``'s records (which may not
+    exist yet); ValueError if they come from several classes."""
+    classes = sorted({r["device_class"] for r in new["records"]})
+    if len(classes) != 1:
+        raise ValueError(f"{new_path}: records of several device classes ({', '.join(classes)}); "
+                         f"give the baseline file explicitly")
+    return Path(directory) / f"{classes[0]}.json"
 
 
-def validate_results(doc, path="results") -> dict:
-    """Check a result document's shape; return it with every record's ``device_class`` set.
-
-    Raises ValueError naming the file and the problem (not a dict, no records, a record
-    without a name, a non-numeric time ...), so a corrupt file is never compared silently.
-    """
-    if not isinstance(doc, dict):
-        _fail(path, f"expected a JSON object with 'records', got {type(doc).__name__}")
-    records = doc.get("records")
-    if not isinstance(records, list):
-        _fail(path, "no 'records' list (is this a `dartsfast bench run` or benchmarks/*.py result file?)")
-    env = doc.get("environment") if isinstance(doc.get("environment"), dict) else {}
-    file_class = doc.get("device_class") or (device_class(env) if env else "")
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str) or not rec["name"]:
-            _fail(path, f"record {i} has no 'name'")
-        if not isinstance(rec.get("params", {}), dict):
-            _fail(path, f"record {i} ({rec['name']}): 'params' must be an object")
-        if rec.get("status", "ok") not in STATUSES:
-            _fail(path, f"record {i} ({rec['name']}): status {rec.get('status')!r} is not one of {STATUSES}")
-        for field in ("median_s", "iqr_s"):
-            value = rec.get(field)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                _fail(path, f"record {i} ({rec['name']}): {field} must be a non-negative number, got {value!r}")
-        ratio = rec.get("ratio")
-        if ratio is not None and not (isinstance(ratio, dict) and all(
-                isinstance(ratio.get(f), (int, float)) and math.isfinite(ratio[f]) and ratio[f] >= 0
-                for f in ("value", "rel_se", "n")) and ratio["value"] > 0):
-            _fail(path, f"record {i} ({rec['name']}): 'ratio' needs numeric value > 0, rel_se and n, got {ratio!r}")
-        rec.setdefault("device_class", file_class)
-        if not rec["device_class"]:
-            _fail(path, f"record {i} ({rec['name']}): no device_class and no 'environment' to derive it from")
-    return doc
-
-
-def load_results(path) -> dict:
-    """Read and validate a result file; FileNotFoundError / ValueError name the file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, expected a JSON result file")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text file ({exc})") from None
-    return validate_results(doc, path)
+def merge_runs(docs: list[dict]) -> dict:
+    """A baseline from several runs of one suite on one device class: per benchmark the
+    median of the runs' ratios, their relative sd and the median calibration-unit time."""
+    if not docs:
+        raise ValueError("no runs to make a baseline from")
+    classes = {d.get("device_class") for d in docs}
+    if len(classes) != 1:
+        raise ValueError(f"runs come from different device classes: {sorted(map(str, classes))}")
+    planted = [d.get("planted") for d in docs if d.get("planted")]
+    planted += [r["name"] for d in docs for r in d["records"] if r.get("planted_slowdown")]
+    if planted:
+        raise ValueError(f"a run has a planted slowdown ({planted[0]}); a baseline must time the real code")
+    by_key: dict = defaultdict(list)
+    for d in docs:
+        for rec in d["records"]:
+            by_key[record_key(rec)].append(rec)
+    records = []
+    for recs in by_key.values():
+        ok = [r for r in recs if r.get("status") == "ok" and isinstance(r.get("ratio"), dict)]
+        if not ok:
+            records.append(recs[0])
+            continue
+        values = [r["ratio"]["value"] for r in ok]
+        units = [r["ratio"]["unit_s"] for r in ok if r["ratio"].get("unit_s")]
+        center = statistics.median(values)
+        rec = dict(ok[0])
+        rec["ratio"] = {**ok[0]["ratio"], "value": center, "runs": len(values), "run_values": values,
+                        "rel_se": statistics.median(r["ratio"]["rel_se"] for r in ok) / math.sqrt(len(values)),
+                        "run_rel_sd": statistics.stdev(values) / center if len(values) > 1 else None,
+                        "unit_s": statistics.median(units) if units else None}
+        for field in ("median_s", "iqr_s", "min_s", "q25_s", "q75_s", "mean_s", "gb_per_s", "pct_of_ceiling"):
+            vals = [r[field] for r in ok if r.get(field) is not None]
+            rec[field] = statistics.median(vals) if vals else None
+        records.append(rec)
+    out = {k: v for k, v in docs[0].items() if k != "records"}
+    out.update(records=records, baseline={"runs": len(docs), "commits": sorted({
+        d.get("environment", {}).get("git_commit", "") for d in docs})})
+    return out
