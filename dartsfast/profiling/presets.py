@@ -18,8 +18,8 @@ from typing import Iterable, Sequence
 
 import torch
 
+from dartsfast.search import MixedOp, Supernet
 from dartsfast.search.space import num_edges
-from dartsfast.search.supernet import MixedOp, Supernet
 
 BLOCKS = ("mbconv", "fused_mbconv", "dsconv")
 PRESETS = ("effnetv2-s", "effnet-b0", "seed")
