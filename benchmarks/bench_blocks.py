@@ -10,7 +10,7 @@ On CPU (or --quick): the same stages at a 32×32 input, batch 2, fp32, NCHW, eag
 fused, 1 thread, 3 timed calls: ~5–15 s on a 2-core runner.
 
 Writes next to --out (gpu_suite.sh passes OUTDIR/bench_blocks.json):
-    bench_blocks.json           the profile document (schema: dartsfast.profiling.records)
+    bench_blocks.json           the profile document (schema: dartsfast.records)
     bench_blocks.md             MBConv vs Fused-MBConv per stage + every record
     bench_blocks_stages.png     latency per stage for both blocks
     bench_blocks_roofline.png   every block on the measured roofline
@@ -26,7 +26,8 @@ import sys
 
 import harness  # benchmarks/harness.py: also puts this checkout on sys.path
 
-from dartsfast.profiling import plots, presets, records
+from dartsfast import records
+from dartsfast.profiling import plots, presets, report
 from dartsfast.profiling.profiler import ProfileRun, iter_cases
 
 FULL = dict(input_size=384, batch_sizes=(128,), dtypes=("bfloat16",), layouts=("channels_last",),
@@ -71,16 +72,15 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, previous)
         doc = run.document(config, complete=complete)
         if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            records.write_document(str(args.out), doc)
-            records.write_markdown(str(args.out.with_suffix(".md")), doc)
+            records.write_document(args.out, doc)
+            report.write_markdown(str(args.out.with_suffix(".md")), doc)
     if args.out is not None:
         stem = args.out.with_suffix("")
         plots.plot_stage_latency(doc["records"], f"{stem}_stages.png")
         plots.plot_roofline(doc["records"], doc["ceilings"], f"{stem}_roofline.png")
     print(f"## bench_blocks on {doc['environment']['device_name']} ({doc['seconds']:.0f} s)\n")
-    print(records.comparison_markdown(doc["records"]))
-    counts = {s: sum(r["status"] == s for r in doc["records"]) for s in records.STATUSES}
+    print(report.comparison_markdown(doc["records"]))
+    counts = {s: sum(r["status"] == s for r in doc["records"]) for s in records.PROFILE_STATUSES}
     print("records: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     return 0
 

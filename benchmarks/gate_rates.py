@@ -32,11 +32,11 @@ if str(REPO) not in sys.path:  # benchmark this checkout even without `pip insta
     sys.path.insert(0, str(REPO))
 
 from dartsfast._io import atomic_write, write_json  # noqa: E402
-from dartsfast.profiling import bench_stats  # noqa: E402
-from dartsfast.profiling.bench_records import load_results  # noqa: E402
-from dartsfast.profiling.bench_runner import PLANT_ENV, parse_plant  # noqa: E402
-from dartsfast.profiling.bench_suites import suite  # noqa: E402
-from dartsfast.profiling.timing import environment_info  # noqa: E402
+from dartsfast.bench import stats as bench_stats  # noqa: E402
+from dartsfast.bench.runner import PLANT_ENV, parse_plant  # noqa: E402
+from dartsfast.bench.suites import suite  # noqa: E402
+from dartsfast.records import load_document  # noqa: E402
+from dartsfast.timing import environment_info  # noqa: E402
 
 BASELINES = REPO / "benchmarks" / "baselines"
 
@@ -103,7 +103,7 @@ def bench_run(args, out: Path, plant: str | None) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if not out.exists():
         raise RuntimeError(f"bench run wrote no results (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
-    return load_results(out)
+    return load_document(out, kind="bench")
 
 
 def verdicts(base: dict, new: dict, max_regression: float) -> dict:
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
             first = bench_run(args, tmp / "probe.json", None)  # also the first unchanged run
             path = BASELINES / f"{first['device_class']}.json"
             if path.exists():
-                base = load_results(path)
+                base = load_document(path, kind="bench")
                 runs.append({"planted": {}, "rows": verdicts(base, first, args.max_regression)})
             else:
                 print(f"gate_rates: no baseline for {first['device_class']}; the first run is the base")

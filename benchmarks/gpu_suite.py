@@ -162,7 +162,7 @@ def _parallel() -> list[str]:
 
 def rest_of_tests(s: Suite) -> None:
     """The CPU part of the suite, with whatever time is left (CI runs it on every change)."""
-    sel = ["tests/profiling/test_timing.py"] if s.dry else ["-m", "not gpu and not interpreter and not timing",
+    sel = ["tests/test_timing.py"] if s.dry else ["-m", "not gpu and not interpreter and not timing",
                                                              *_parallel()]
     s.step("pytest_rest", [s.py, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-o", "addopts=", *sel,
                            "--junitxml", str(s.work / "pytest_rest.xml")], 600, min_s=30)

@@ -196,9 +196,9 @@ def blocks_section(work: Path) -> list[str]:
     if doc is None:
         return head + [why, ""]
     try:
-        from dartsfast.profiling import records
+        from dartsfast.profiling import report  # imports torch: see write_text_atomic
 
-        rows = records.comparison_rows(doc["records"])
+        rows = report.comparison_rows(doc["records"])
     except Exception as exc:  # noqa: BLE001
         return head + [f"bench_blocks.json: cannot compare stages ({type(exc).__name__}: {exc})", ""]
     out = []

@@ -6,30 +6,27 @@ A benchmark script does::
     with harness.BenchRun("weighted_sum", args) as run:   # environment + copy ceiling
         run.time(fn, params={"K": 8, "M": 2**24}, provider="triton", dtype=torch.bfloat16,
                  layout="flat", nbytes=exact_bytes_moved)
-    # on exit: JSON written atomically to --out (also on error / SIGTERM, marked incomplete),
-    # a Markdown table printed (and written next to the JSON as .md)
+    # on exit: the document (dartsfast.records, kind "bench") written atomically to --out
+    # (also on error / SIGTERM, marked incomplete), a Markdown table printed (and written
+    # next to the JSON as .md)
 
 Command line every script accepts (benchmarks/gpu_suite.sh calls ``bench_X.py --out FILE``):
 ``--out FILE.json``, ``--quick`` (tiny sizes; automatic without CUDA), ``--repeats N``,
 ``--warmup N``, ``--max-seconds S`` (time budget: later cases are recorded as skipped),
 ``--device cpu|cuda[:i]``.
 
-Records: name, params, provider, dtype, layout, device name, median/IQR/quartiles/min/mean
-of the per-call time (s), n, bytes, GB/s, % of the copy ceiling measured in the same run,
-versions, git commit, device class + machine fingerprint (dartsfast.profiling.bench_records),
-status ("ok" / "error" / "skipped") and any extra fields. ``dartsfast bench compare`` reads
-these files too (raw medians; the `bench run` suites add a calibrated ratio).
+Records are :func:`dartsfast.records.bench_record`'s: name, params, provider, dtype, layout,
+device name, median/IQR/quartiles/min/mean of the per-call time (s), n, bytes, GB/s, % of
+the copy ceiling measured in the same run, versions, git commit, device class + machine
+fingerprint, status ("ok" / "error" / "skipped") and any extra fields. ``dartsfast bench
+compare`` reads these files too (raw medians; the `bench run` suites add a calibrated ratio).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
-import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -40,9 +37,11 @@ if str(REPO) not in sys.path:  # benchmark this checkout even without `pip insta
 
 import torch  # noqa: E402
 
-from dartsfast.profiling.bench_records import device_class, machine_fingerprint  # noqa: E402
+from dartsfast import records  # noqa: E402
+from dartsfast._io import atomic_write  # noqa: E402
 from dartsfast.profiling.ceilings import CPU_MATMUL_SIZE, CUDA_MATMUL_SIZE, matmul_flops_per_s  # noqa: E402
-from dartsfast.profiling.timing import (  # noqa: E402
+from dartsfast.records import dtype_name  # noqa: E402
+from dartsfast.timing import (  # noqa: E402
     DEFAULT_COPY_BYTES_CPU,
     DEFAULT_COPY_BYTES_CUDA,
     environment_info,
@@ -50,8 +49,9 @@ from dartsfast.profiling.timing import (  # noqa: E402
     time_fn,
 )
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "error", "skipped")
+SCHEMA_VERSION = records.SCHEMA  # what the documents written here carry
+STATUSES = records.BENCH_STATUSES
+make_record = records.bench_record  # one benchmark record; time fields are None unless status is "ok"
 
 
 def parse_args(description: str, argv: list[str] | None = None,
@@ -86,55 +86,6 @@ def parse_args(description: str, argv: list[str] | None = None,
         parser.error(f"--device must be cpu or cuda[:i], got {args.device}")
     args.quick = args.quick or args.device.type != "cuda"
     return args
-
-
-def dtype_name(dtype: torch.dtype | str) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def make_record(*, name: str, params: dict, provider: str, dtype, layout: str, env: dict,
-                stats=None, nbytes: int | None = None, ceiling_bytes_per_s: float | None = None,
-                status: str = "ok", error: str = "", extra: dict | None = None) -> dict:
-    """One benchmark record (DESIGN.md §8); time fields are None unless status is "ok"."""
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    rec = {"name": name, "params": dict(params), "provider": provider, "dtype": dtype_name(dtype),
-           "layout": layout, "device": env.get("device_name", ""), "machine": env.get("machine", ""),
-           "status": status, "error": error,
-           "median_s": None, "iqr_s": None, "q25_s": None, "q75_s": None, "min_s": None, "mean_s": None,
-           "n": 0, "bytes": nbytes, "gb_per_s": None, "pct_of_ceiling": None,
-           "versions": {k: env.get(k, "") for k in ("torch", "triton", "cuda", "driver", "python")},
-           "git_commit": env.get("git_commit", ""),
-           # `dartsfast bench compare` matches records within a device class only
-           "device_class": device_class(env), "fingerprint": machine_fingerprint(env)}
-    if stats is not None:
-        rec.update(median_s=stats.median, iqr_s=stats.iqr, q25_s=stats.q25, q75_s=stats.q75,
-                   min_s=stats.min, mean_s=stats.mean, n=stats.n)
-        if nbytes:
-            rec["gb_per_s"] = nbytes / stats.median / 1e9
-            if ceiling_bytes_per_s:
-                rec["pct_of_ceiling"] = 100.0 * nbytes / stats.median / ceiling_bytes_per_s
-    rec.update(extra or {})
-    return rec
-
-
-def write_json_atomic(path: Path | str, payload: dict) -> None:
-    """Write to a temporary file in the same directory, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are for sharing
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _fmt(value, scale: float = 1.0, digits: int = 1) -> str:
@@ -234,13 +185,11 @@ class BenchRun:
 
     def payload(self, complete: bool) -> dict:
         """The JSON document; NaN/inf (not valid JSON) become null so the write cannot fail."""
-        return _finite({"schema": SCHEMA_VERSION, "benchmark": self.name, "complete": complete,
-                        "quick": self.args.quick,
-                "seconds": round(self.elapsed(), 2), "environment": self.env,
-                "ceiling": {"kind": "device-to-device copy", "bytes_per_s": self.ceiling,
-                            "nbytes": self.ceiling_bytes, "matmul_flops_per_s": self.matmul_flops,
-                            "matmul_dtype": dtype_name(self.matmul_dtype)},
-                "records": self.records})
+        return _finite(records.document(
+            "bench", self.env, self.records, benchmark=self.name, complete=complete, quick=self.args.quick,
+            seconds=round(self.elapsed(), 2),
+            ceiling={"kind": "device-to-device copy", "bytes_per_s": self.ceiling, "nbytes": self.ceiling_bytes,
+                     "matmul_flops_per_s": self.matmul_flops, "matmul_dtype": dtype_name(self.matmul_dtype)}))
 
     def finish(self, complete: bool = True) -> dict:
         """Write the JSON (+ .md beside it) if ``--out`` was given, print the table; return the payload."""
@@ -250,8 +199,9 @@ class BenchRun:
                  f"{'' if complete else '; INCOMPLETE'})\n\n"
                  + markdown_table(self.records, self.extra_columns))
         if self.args.out is not None:
-            write_json_atomic(self.args.out, payload)
-            self.args.out.with_suffix(".md").write_text(table + "\n")
+            records.write_document(self.args.out, payload)
+            text = (table + "\n").encode()
+            atomic_write(str(self.args.out.with_suffix(".md")), lambda f: f.write(text))
         print(table, flush=True)
         return payload
 

@@ -1,5 +1,6 @@
 """benchmarks/: the weighted_sum benchmark end to end in --quick mode (as gpu_suite.sh calls
-it), and the shared harness's records, budget, atomic writes and error handling."""
+it), and the shared harness's records, budget and error handling (the atomic writer it
+uses is tested in tests/test_records.py)."""
 import argparse
 import json
 import subprocess
@@ -77,17 +78,6 @@ def test_harness_records_errors_and_budget_and_writes_incomplete_runs(tmp_path):
     payload = json.loads(args.out.read_text())
     assert payload["complete"] is False and [r["status"] for r in payload["records"]] == ["ok", "error", "skipped"]
     assert payload["records"][0]["rel_err"] is None  # NaN is not JSON: written as null, never a failed write
-
-
-def test_write_json_atomic_replaces_and_rejects_nan(tmp_path):
-    path = tmp_path / "a.json"
-    harness.write_json_atomic(path, {"x": 1})
-    harness.write_json_atomic(path, {"x": 2})
-    assert json.loads(path.read_text()) == {"x": 2}
-    with pytest.raises(ValueError):
-        harness.write_json_atomic(path, {"x": float("nan")})
-    assert json.loads(path.read_text()) == {"x": 2}, "a failed write must leave the old file intact"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
 
 
 def test_markdown_table_rows():

@@ -1,20 +1,12 @@
-"""Profiling: timing, ceilings and environment records; the block profiler and latency LUT.
+"""Block profiling: the profiler, the FLOP/byte cost models, shape presets, the latency LUT,
+the ceilings, plots and the Markdown report.
 
-Kept light: importing this package pulls in only torch and the standard library. The
-profiler and LUT (which import the blocks and the search space) load on first access.
+The timer and environment record live one layer down in :mod:`dartsfast.timing` (shared with
+:mod:`dartsfast.bench`); they are re-exported here, where they were first published.
 """
-from dartsfast.profiling.timing import TimingStats, environment_info, measure_copy_bandwidth, time_fn
+from dartsfast.profiling.lut import Lut, build_lut, load_lut, save_lut
+from dartsfast.profiling.profiler import ProfileRun, profile
+from dartsfast.timing import TimingStats, environment_info, measure_copy_bandwidth, time_fn
 
-# name → submodule, imported on first attribute access (PEP 562).
-_LAZY = {"profile": "profiler", "ProfileRun": "profiler", "build_lut": "lut", "load_lut": "lut",
-         "save_lut": "lut", "Lut": "lut"}
-
-__all__ = ["TimingStats", "environment_info", "measure_copy_bandwidth", "time_fn", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"dartsfast.profiling.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'dartsfast.profiling' has no attribute {name!r}")
+__all__ = ["Lut", "ProfileRun", "TimingStats", "build_lut", "environment_info", "load_lut", "measure_copy_bandwidth",
+           "profile", "save_lut", "time_fn"]

@@ -17,7 +17,7 @@ import dataclasses
 
 import torch
 
-from dartsfast.profiling.timing import DEFAULT_COPY_BYTES_CUDA, measure_copy_bandwidth, time_fn
+from dartsfast.timing import DEFAULT_COPY_BYTES_CUDA, measure_copy_bandwidth, time_fn
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # 8192² matmul: 1.1 TFLOP per call, ~1.5 ms in bf16 on an H100 — long enough for stable

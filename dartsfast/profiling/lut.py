@@ -31,7 +31,8 @@ import torch
 from dartsfast._io import write_json
 from dartsfast.profiling.ceilings import DTYPES
 from dartsfast.profiling.presets import cell_positions
-from dartsfast.profiling.timing import environment_info, time_fn
+from dartsfast.search.space import build_op, check_op_names
+from dartsfast.timing import environment_info, time_fn
 
 SCHEMA = "dartsfast.lut/1"
 NONE = "none"
@@ -72,9 +73,7 @@ def build_lut(ops: Sequence[str], *, channels: int = 16, layers: int = 8, image_
     """Time every op of ``ops`` at every cell position of a Supernet(channels, layers) fed
     ``image_size``² images. ``mode`` "inference" (forward, eval BN) or "training" (forward
     + backward of a random output gradient)."""
-    from tqdm.auto import tqdm
-
-    from dartsfast.search.space import build_op, check_op_names
+    from tqdm.auto import tqdm  # heavy optional dependency: only a LUT build draws a bar
 
     ops = check_op_names(ops)
     if dtype not in DTYPES:

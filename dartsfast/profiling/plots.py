@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from dartsfast._io import atomic_write
-from dartsfast.profiling.records import BLOCK_LABELS, stage_latencies
+from dartsfast.profiling.report import BLOCK_LABELS, stage_latencies
 
 DEFAULT_SIZE = (1200, 700)
 DPI = 100
@@ -19,7 +19,7 @@ BLOCK_HATCH = {"mbconv": "", "fused_mbconv": "//", "dsconv": ".."}
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy optional dependency: loaded only when a plot is drawn
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

@@ -16,6 +16,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Sequence
 
+import torch
+
+from dartsfast.search import MixedOp, Supernet
+from dartsfast.search.space import num_edges
+
 BLOCKS = ("mbconv", "fused_mbconv", "dsconv")
 PRESETS = ("effnetv2-s", "effnet-b0", "seed")
 
@@ -147,11 +152,6 @@ def cell_positions(channels: int, layers: int, image_size: int, op_names: Sequen
     from a reduction cell's two inputs. ``count`` is the number of edges at that position.
     Uses the cheapest op list by default: only the geometry matters.
     """
-    import torch
-
-    from dartsfast.search.space import num_edges
-    from dartsfast.search.supernet import MixedOp, Supernet
-
     _check_input_size(image_size)
     net = Supernet(channels, num_classes=2, layers=layers, op_names=op_names, in_channels=1,
                    partial_channels=partial_channels).eval()

@@ -11,7 +11,7 @@
 - dtype: the whole block, parameters included, in that dtype (no autocast): its bytes are
   then exactly what :mod:`profiling.models` counts.
 
-Latency: :func:`~dartsfast.profiling.timing.time_fn` (CUDA events per call on a GPU,
+Latency: :func:`~dartsfast.timing.time_fn` (CUDA events per call on a GPU,
 ``perf_counter`` on a CPU), median and IQR. On CUDA also the peak memory of one call and,
 with ``cuda_graph=True``, the same call replayed from a CUDA graph: the difference is the
 CPU launch overhead. A case that cannot run is a record with status and reason — an
@@ -29,11 +29,13 @@ import torch
 import torch.nn as nn
 
 from dartsfast import backend as backends
+from dartsfast import records
+from dartsfast.nn import DSConv, FusedMBConv, MBConv
 from dartsfast.profiling.ceilings import DTYPES, measure_ceilings
 from dartsfast.profiling.models import MODES, block_cost
 from dartsfast.profiling.presets import BlockSpec
-from dartsfast.profiling.records import SCHEMA, make_record
-from dartsfast.profiling.timing import environment_info, time_fn
+from dartsfast.records import PROFILE_FIELDS, PROFILE_STATUSES, PROFILE_VERSIONS, timing_fields
+from dartsfast.timing import environment_info, num_threads, time_fn
 
 IMPLS = ("eager", "compile", "fused")
 LAYOUTS = ("nchw", "channels_last")
@@ -80,8 +82,6 @@ def unsupported_reason(case: Case, device: torch.device) -> str:
 def build_block(spec: BlockSpec, impl: str = "eager") -> nn.Module:
     """The module of ``spec``; BN → SiLU → SE runs through the fused dwconv_se op exactly when
     ``impl == 'fused'`` (MBConv: with its depthwise conv; Fused-MBConv: with a 1×1 identity filter)."""
-    from dartsfast.nn import DSConv, FusedMBConv, MBConv
-
     s = spec.shape
     if spec.block == "mbconv":
         return MBConv(s.c_in, s.c_out, s.kernel, s.stride, exp_ratio=s.exp_ratio, se_ratio=spec.se_ratio,
@@ -132,16 +132,48 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-@contextlib.contextmanager
-def num_threads(n: int | None):
-    """``torch.set_num_threads(n)`` inside the block (no change for None), restored after."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def make_record(spec, *, dtype: str, layout: str, impl: str, mode: str, batch: int, env: dict, cost,
+                ceilings: dict, status: str = "ok", reason: str = "", stats=None, backend: str = "",
+                compile_backend: str = "", **extra) -> dict:
+    """One profile record (schema: :mod:`dartsfast.records`) from a :class:`~dartsfast.profiling.presets.BlockSpec`, a
+    :class:`~dartsfast.profiling.models.Cost`, the ceilings' dict and the timing stats."""
+    if status not in PROFILE_STATUSES:
+        raise ValueError(f"status must be one of {PROFILE_STATUSES}, got {status!r}")
+    s = spec.shape
+    out_h, out_w = s.out_hw
+    rec = {
+        "block": spec.block, "label": s.label, "preset": s.preset, "stage": s.stage, "position": s.position,
+        "count": s.count, "native": s.native,
+        "params": dict(c_in=s.c_in, c_out=s.c_out, h=s.h, w=s.w, out_h=out_h, out_w=out_w, stride=s.stride,
+                       exp_ratio=s.exp_ratio, kernel=s.kernel, se_ratio=spec.se_ratio),
+        "dtype": dtype, "layout": layout, "impl": impl, "mode": mode, "batch": batch,
+        "backend": backend, "compile_backend": compile_backend,
+        "device": env.get("device_name", ""), "device_type": env.get("device_type", ""),
+        "driver": env.get("driver", ""), "versions": {k: env.get(k, "") for k in PROFILE_VERSIONS},
+        "git_commit": env.get("git_commit", ""), "status": status, "reason": reason,
+        **timing_fields(), "images_per_s": None,
+        "flops": cost.flops, "bytes": cost.bytes, "arithmetic_intensity": cost.intensity,
+        "tflops_per_s": None, "gb_per_s": None, "pct_of_compute_ceiling": None, "pct_of_bandwidth_ceiling": None,
+        "peak_mem_bytes": None, "peak_mem_delta_bytes": None, "compile_s": None,
+        "graph_median_s": None, "graph_iqr_s": None, "launch_overhead_s": None, "graph_error": "",
+    }
+    if status == "ok":
+        if stats is None:
+            raise ValueError("a record with status 'ok' needs timing stats")
+        t = stats.median
+        rec.update(timing_fields(stats), images_per_s=batch / t, tflops_per_s=cost.flops / t / 1e12,
+                   gb_per_s=cost.bytes / t / 1e9)
+        bandwidth = ceilings.get("bandwidth_bytes_per_s")
+        compute = ceilings.get("compute_flops_per_s", {}).get(dtype)
+        if bandwidth:
+            rec["pct_of_bandwidth_ceiling"] = 100.0 * cost.bytes / t / bandwidth
+        if compute:
+            rec["pct_of_compute_ceiling"] = 100.0 * cost.flops / t / compute
+    unknown = set(extra) - set(PROFILE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown record field(s) {sorted(unknown)}")
+    rec.update(extra)
+    return rec
 
 
 def _cuda_graph_stats(fn, device, warmup: int, repeats: int):
@@ -290,7 +322,7 @@ class ProfileRun:
 
     def run(self, cases: Sequence[Case]) -> list[dict]:
         """Profile ``cases`` in order with a progress bar; returns (and keeps) their records."""
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # heavy optional dependency: only a sweep draws a bar
 
         done = []
         bar = tqdm(total=len(cases), disable=not self.progress, desc="profile", unit="case", leave=False)
@@ -303,15 +335,15 @@ class ProfileRun:
         return done
 
     def document(self, config: dict | None = None, complete: bool = True) -> dict:
-        """The profile document (schema in :mod:`profiling.records`)."""
-        return {"schema": SCHEMA, "complete": complete, "seconds": round(self.elapsed(), 3),
-                "environment": self.env, "ceilings": self.ceilings,
-                "config": {"device": str(self.device), "threads": self.threads or torch.get_num_threads(),
-                           "warmup": self.warmup, "repeats": self.repeats,
-                           "cuda_graph": self.cuda_graph, "compile_backend": self.compile_backend,
-                           "fused_backend": self.fused_backend, "max_seconds": self.max_seconds,
-                           "compile_budget_s": self.compile_budget_s, **(config or {})},
-                "records": list(self.records)}
+        """The profile document (schema: :mod:`dartsfast.records`, kind "profile")."""
+        return records.document("profile", self.env, list(self.records), complete=complete,
+                                seconds=round(self.elapsed(), 3), ceilings=self.ceilings,
+                                config={"device": str(self.device),
+                                        "threads": self.threads or torch.get_num_threads(),
+                                        "warmup": self.warmup, "repeats": self.repeats,
+                                        "cuda_graph": self.cuda_graph, "compile_backend": self.compile_backend,
+                                        "fused_backend": self.fused_backend, "max_seconds": self.max_seconds,
+                                        "compile_budget_s": self.compile_budget_s, **(config or {})})
 
 
 def profile(specs: Sequence[BlockSpec], *, dtypes=("float32",), layouts=("nchw",), impls=("eager",),

@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dartsfast.profiling import records
+from dartsfast import records
+from dartsfast.profiling import report
 from dartsfast.testing import NO_TIME_BUDGET, SUBPROCESS_TIMEOUT_S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ def test_quick_bench_blocks_writes_document_report_and_plots(tmp_path):
     assert len(recs) == 88
     assert sum(r["status"] == "ok" for r in recs) == 66
     assert {r["stage"] for r in recs} == {f"stage{i}" for i in range(1, 7)}
-    rows = records.comparison_rows(recs)
+    rows = report.comparison_rows(recs)
     assert len(rows) == 6 * 2  # every stage compared, in both modes
     assert all(r["faster"] in ("MBConv", "Fused-MBConv") and r["ratio"] > 0 for r in rows)
     md = out.with_suffix(".md").read_text()

@@ -7,11 +7,12 @@ import math
 
 import pytest
 
-from dartsfast.profiling import plots, records
+from dartsfast import records
+from dartsfast.profiling import plots, report
 from dartsfast.profiling.models import block_cost
 from dartsfast.profiling.presets import BlockShape, BlockSpec
-from dartsfast.profiling.profiler import Case, ProfileRun, iter_cases, profile
-from dartsfast.profiling.timing import TimingStats
+from dartsfast.profiling.profiler import Case, ProfileRun, iter_cases, make_record, profile
+from dartsfast.timing import TimingStats
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHAPE = BlockShape(8, 8, 6, 6, 1, 2.0, preset="shape", stage="tiny")
@@ -114,9 +115,9 @@ def test_validator_names_problems(tiny_doc):
         else:
             bad.update(change)
         with pytest.raises(ValueError, match=message):
-            records.validate_record(bad)
+            records.validate_profile_record(bad)
     skipped = dict(copy.deepcopy(good), status="skipped", reason="")
-    assert any("needs a reason" in p for p in records.record_problems(skipped))
+    assert any("needs a reason" in p for p in records.profile_record_problems(skipped))
     with pytest.raises(ValueError, match="schema"):
         records.validate_document({"schema": "something/1"})
 
@@ -124,7 +125,7 @@ def test_validator_names_problems(tiny_doc):
 def _fake(block, shape, impl, median, env):
     stats = TimingStats.from_samples([median] * 3)
     spec = BlockSpec(block, shape, 0.0)
-    return records.make_record(spec, dtype="bfloat16", layout="channels_last", impl=impl, mode="training",
+    return make_record(spec, dtype="bfloat16", layout="channels_last", impl=impl, mode="training",
                                batch=4, env=env, cost=block_cost(spec, 4, 2, "training"), ceilings={},
                                stats=stats)
 
@@ -140,21 +141,21 @@ def test_stage_comparison_sums_first_and_repeats():
             _fake("fused_mbconv", first, "eager", 2e-3, env), _fake("fused_mbconv", rest, "eager", 1e-3, env),
             _fake("mbconv", only_first, "eager", 1e-3, env), _fake("mbconv", only_rest, "eager", 1e-3, env),
             _fake("fused_mbconv", only_first, "eager", 1e-3, env)]  # s2 lacks a Fused-MBConv 'rest'
-    rows = records.comparison_rows(recs)
+    rows = report.comparison_rows(recs)
     assert len(rows) == 1  # a stage missing a position is not compared
     row = rows[0]
     # MBConv eager 1 + 3·2 = 7 ms; fused 0.5 + 3·3 = 9.5 ms → best 7 (eager). Fused-MBConv 2 + 3·1 = 5.
     assert row["mbconv_s"] == pytest.approx(7e-3) and row["mbconv_impl"] == "eager"
     assert row["fused_s"] == pytest.approx(5e-3) and row["ratio"] == pytest.approx(5 / 7)
     assert row["faster"] == "Fused-MBConv"
-    table = records.comparison_markdown(recs)
+    table = report.comparison_markdown(recs)
     assert "| s1 | 8→16 8×8 s2 e4 k3 | 7.000 | 9.500 | 5.000 | 0.71× | Fused-MBConv |" in table
 
 
 def test_outputs_json_markdown_and_pngs(tiny_doc, tmp_path):
     records.write_document(str(tmp_path / "p.json"), tiny_doc)
     assert records.validate_document(json.loads((tmp_path / "p.json").read_text()))["records"]
-    records.write_markdown(str(tmp_path / "p.md"), tiny_doc)
+    report.write_markdown(str(tmp_path / "p.md"), tiny_doc)
     md = (tmp_path / "p.md").read_text()
     assert "## MBConv vs Fused-MBConv per stage" in md and "| tiny |" in md and "## Every record" in md
     assert md.count("\n| MBConv |") + md.count("\n| Fused-MBConv |") == len(tiny_doc["records"])

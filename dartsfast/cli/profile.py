@@ -15,8 +15,18 @@ import argparse
 import os
 import sys
 
-from dartsfast._argtypes import non_negative_int, positive_float, positive_int
-from dartsfast.profiling import presets
+from dartsfast import records
+from dartsfast.backend import BACKENDS, BackendUnavailableError, why_unavailable
+from dartsfast.cli._argtypes import non_negative_int, positive_float, positive_int
+from dartsfast.profiling import plots, presets, report
+from dartsfast.profiling.ceilings import DTYPES
+from dartsfast.profiling.lut import build_lut, save_lut
+from dartsfast.profiling.models import MODES
+from dartsfast.profiling.profiler import DTYPE_ALIASES, IMPLS, LAYOUT_ALIASES, LAYOUTS, ProfileRun, iter_cases
+from dartsfast.runtime import resolve_device
+from dartsfast.search import DEFAULT_OPS
+from dartsfast.search.space import check_op_names
+from dartsfast.timing import num_threads
 
 DEFAULT_DTYPES = {"cuda": "bf16", "cpu": "fp32"}
 DEFAULT_LAYOUTS = {"cuda": "channels_last", "cpu": "nchw"}
@@ -24,9 +34,6 @@ DEFAULT_BATCH = {"cuda": "128", "cpu": "8"}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from dartsfast.backend import BACKENDS
-    from dartsfast.search.space import DEFAULT_OPS
-
     p = subparsers.add_parser(
         "profile", help="block latency, TFLOP/s, GB/s and memory (MBConv vs Fused-MBConv); latency LUT",
         description="Block latency, TFLOP/s, GB/s and memory per block × dtype × layout × impl × mode × "
@@ -65,7 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     how.add_argument("--threads", type=positive_int, default=None, help="CPU threads (1 is robust on shared runners)")
     how.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     out = p.add_argument_group("outputs")
-    out.add_argument("--out", default=None, help="records as JSON (schema: dartsfast.profiling.records)")
+    out.add_argument("--out", default=None, help="records as JSON (schema: dartsfast.records)")
     out.add_argument("--markdown", default=None, help="Markdown report: MBConv vs Fused-MBConv per stage + records")
     out.add_argument("--plot", default=None, help="PNG: latency per stage for each block")
     out.add_argument("--roofline", default=None, help="PNG: roofline with every block as a point")
@@ -110,12 +117,6 @@ def _parent(path: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dartsfast.profiling.ceilings import DTYPES
-    from dartsfast.profiling.models import MODES
-    from dartsfast.profiling.plots import parse_size
-    from dartsfast.profiling.profiler import DTYPE_ALIASES, IMPLS, LAYOUT_ALIASES, LAYOUTS
-    from dartsfast.runtime import resolve_device
-
     try:
         device = resolve_device(args.device, "--device")
     except RuntimeError as exc:  # torch.device("gpu") raises RuntimeError
@@ -128,10 +129,8 @@ def run(args: argparse.Namespace) -> int:
     blocks = presets.parse_list(args.blocks, presets.BLOCKS, "block(s)")
     se = presets.parse_se(args.se)
     batch_sizes = _batch_sizes(args.batch_sizes or DEFAULT_BATCH[kind])
-    size = parse_size(args.plot_size)
+    size = plots.parse_size(args.plot_size)
     if "fused" in impls:
-        from dartsfast.backend import BackendUnavailableError, why_unavailable
-
         reason = why_unavailable(args.fused_backend)
         if reason:  # every fused case would fail the same way: say so once, up front
             raise BackendUnavailableError(f"--fused-backend {args.fused_backend}: {reason}")
@@ -148,9 +147,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _profile(args, device, specs, dtypes, layouts, impls, modes, batch_sizes, size) -> None:
-    from dartsfast.profiling import records
-    from dartsfast.profiling.profiler import ProfileRun, iter_cases
-
     run = ProfileRun(device, dtypes, warmup=args.warmup, repeats=args.repeats, cuda_graph=args.cuda_graph,
                      compile_backend=args.compile_backend, fused_backend=args.fused_backend,
                      max_seconds=args.max_seconds, compile_budget_s=args.compile_budget,
@@ -168,16 +164,13 @@ def _profile(args, device, specs, dtypes, layouts, impls, modes, batch_sizes, si
         if args.out:
             records.write_document(args.out, doc)
         if args.markdown:
-            records.write_markdown(args.markdown, doc)
-    if args.plot or args.roofline:
-        from dartsfast.profiling import plots
-
-        if args.plot:
-            plots.plot_stage_latency(doc["records"], args.plot, size=size)
-        if args.roofline:
-            plots.plot_roofline(doc["records"], doc["ceilings"], args.roofline, size=size)
-    counts = {s: sum(r["status"] == s for r in doc["records"]) for s in records.STATUSES}
-    print(records.comparison_markdown(doc["records"]))
+            report.write_markdown(args.markdown, doc)
+    if args.plot:
+        plots.plot_stage_latency(doc["records"], args.plot, size=size)
+    if args.roofline:
+        plots.plot_roofline(doc["records"], doc["ceilings"], args.roofline, size=size)
+    counts = {s: sum(r["status"] == s for r in doc["records"]) for s in records.PROFILE_STATUSES}
+    print(report.comparison_markdown(doc["records"]))
     print(f"profile: {len(doc['records'])} records ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}) "
           f"on {doc['environment']['device_name']} in {doc['seconds']:.1f} s"
           + "".join(f"; {what} {p}" for what, p in (("records", args.out), ("report", args.markdown),
@@ -189,8 +182,6 @@ def _profile(args, device, specs, dtypes, layouts, impls, modes, batch_sizes, si
 
 
 def _lut_ops(args, dtypes, layouts, batch_sizes) -> tuple:
-    from dartsfast.search.space import check_op_names
-
     for what, values in (("--dtypes", dtypes), ("--layouts", layouts), ("--batch-sizes", batch_sizes)):
         if len(values) != 1:
             raise ValueError(f"a LUT is measured for one dtype, layout and batch size; {what} gave {list(values)}")
@@ -198,9 +189,6 @@ def _lut_ops(args, dtypes, layouts, batch_sizes) -> tuple:
 
 
 def _lut(args, device, ops, dtype, layout, batch) -> None:
-    from dartsfast.profiling.lut import build_lut, save_lut
-    from dartsfast.profiling.profiler import num_threads
-
     with num_threads(args.threads if device.type == "cpu" else None):
         lut = build_lut(ops, channels=args.channels, layers=args.layers, image_size=args.input_size or 28,
                         device=device, dtype=dtype, layout=layout, mode=args.lut_mode, batch=batch,

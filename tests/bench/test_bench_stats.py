@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from dartsfast.profiling import bench_stats as bs
-from dartsfast.profiling.bench_records import device_class, machine_fingerprint, validate_results
-from dartsfast.profiling.bench_runner import PLANT_ENV, parse_plant
+from dartsfast.bench import stats as bs
+from dartsfast.bench.baselines import merge_runs
+from dartsfast.bench.runner import PLANT_ENV, bench_record, parse_plant
+from dartsfast.bench.suites import suite
+from dartsfast.timing import quantile
 
 CPU = "cpu-x86_64-2c-amd-epyc"
 
@@ -130,7 +132,7 @@ def test_known_noise_gives_no_false_alarms_and_catches_20pct():
 
     alarms = caught = 0
     for _trial in range(40):
-        base = bs.merge_runs([doc(run()) | {"device_class": CPU} for _ in range(8)])
+        base = merge_runs([doc(run()) | {"device_class": CPU} for _ in range(8)])
         for _ in range(10):
             alarms += bs.has_regression(bs.compare(base, doc(run())))
             caught += bs.has_regression(bs.compare(base, doc(run(1.2))))
@@ -139,7 +141,7 @@ def test_known_noise_gives_no_false_alarms_and_catches_20pct():
 
 def test_merge_runs_takes_the_median_and_the_spread():
     runs = [doc(rec(value=v, unit_s=u)) | {"device_class": CPU} for v, u in ((10, 1e-4), (11, 2e-4), (12, 3e-4))]
-    base = bs.merge_runs(runs)
+    base = merge_runs(runs)
     ratio = base["records"][0]["ratio"]
     assert ratio["value"] == 11 and ratio["runs"] == 3 and ratio["run_values"] == [10, 11, 12]
     assert ratio["run_rel_sd"] == pytest.approx(1 / 11) and ratio["unit_s"] == pytest.approx(2e-4)
@@ -148,11 +150,11 @@ def test_merge_runs_takes_the_median_and_the_spread():
 
 def test_merge_runs_refuses_planted_and_mixed_classes():
     with pytest.raises(ValueError, match="planted"):
-        bs.merge_runs([doc(rec(planted=0.2)) | {"device_class": CPU}])
+        merge_runs([doc(rec(planted=0.2)) | {"device_class": CPU}])
     with pytest.raises(ValueError, match="different device classes"):
-        bs.merge_runs([doc(rec()) | {"device_class": CPU}, doc(rec()) | {"device_class": "gpu-x"}])
+        merge_runs([doc(rec()) | {"device_class": CPU}, doc(rec()) | {"device_class": "gpu-x"}])
     with pytest.raises(ValueError, match="no runs"):
-        bs.merge_runs([])
+        merge_runs([])
 
 
 def test_sd_upper_bound():
@@ -168,7 +170,7 @@ def test_calibrated_ratio_of_known_samples():
     unit = [1.0 + 0.01 * i for i in range(100)]
     r = bs.calibrated_ratio([3 * u for u in unit], unit)
     assert r["value"] == pytest.approx(3.0) and r["rel_se"] == pytest.approx(0, abs=1e-12)
-    assert r["unit_s"] == pytest.approx(bs.quantile(unit, 0.02)) and r["n"] == 100
+    assert r["unit_s"] == pytest.approx(quantile(unit, 0.02)) and r["n"] == 100
     # interference only adds time: slow outliers on 30% of the calls leave the 2% quantile alone
     rng = random.Random(1)
     noisy = [3 * u * (1 + (rng.random() < 0.3) * rng.uniform(0.2, 2)) for u in unit]
@@ -177,41 +179,6 @@ def test_calibrated_ratio_of_known_samples():
         bs.calibrated_ratio([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="finite"):
         bs.calibrated_ratio([1.0, 2.0], [1.0, 0.0])
-
-
-def test_quantile_matches_linear_interpolation():
-    assert bs.quantile([4, 1, 3, 2], 0.25) == 1.75 and bs.quantile([5], 0.02) == 5
-    with pytest.raises(ValueError):
-        bs.quantile([], 0.5)
-
-
-def test_device_class_and_fingerprint():
-    env = {"device_type": "cpu", "cpu_model": "AMD EPYC 7763 64-Core Processor", "cpu_count": 2,
-           "platform": "Linux-6.1-x86_64-with-glibc2.36"}
-    assert device_class(env) == "cpu-x86_64-2c-amd-epyc-7763-64-core-processor"
-    assert device_class({**env, "cpu_count": 4}) != device_class(env)
-    gpu = {**env, "device_type": "cuda", "device_name": "NVIDIA H100 80GB HBM3"}
-    assert device_class(gpu) == "gpu-nvidia-h100-80gb-hbm3"
-    assert machine_fingerprint(env) == machine_fingerprint(dict(env)) != machine_fingerprint(gpu)
-    assert len(machine_fingerprint(env)) == 12
-
-
-@pytest.mark.parametrize("bad, match", [
-    ([1, 2], "expected a JSON object"), ({"x": 1}, "no 'records'"), ({"records": [{}]}, "record 0 has no 'name'"),
-    ({"records": [{"name": "a", "median_s": "fast", "device_class": CPU}]}, "median_s"),
-    ({"records": [{"name": "a", "ratio": {"value": -1}, "device_class": CPU}]}, "'ratio'"),
-    ({"records": [{"name": "a"}]}, "no device_class"),
-    ({"records": [{"name": "a", "status": "great", "device_class": CPU}]}, "status"),
-])
-def test_validation_names_the_problem(bad, match):
-    with pytest.raises(ValueError, match=match):
-        validate_results(bad, "x.json")
-
-
-def test_validation_derives_the_device_class_from_the_environment():
-    d = validate_results({"environment": {"device_type": "cpu", "cpu_model": "Xeon", "cpu_count": 2,
-                                          "platform": "Linux-x86_64"}, "records": [{"name": "a"}]})
-    assert d["records"][0]["device_class"] == "cpu-x86_64-2c-xeon"
 
 
 def test_plant_spec_parsing():
@@ -228,9 +195,6 @@ def test_plant_spec_parsing():
 def test_records_carry_every_harness_field():
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import harness
-
-    from dartsfast.profiling.bench_runner import bench_record
-    from dartsfast.profiling.bench_suites import suite
 
     env = {"device_type": "cpu", "device_name": "cpu", "cpu_model": "X", "cpu_count": 2, "platform": "x86_64"}
     ours = bench_record(suite("quick")[0], env=env, provider_name="torch", params={"K": 4})

@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from dartsfast.profiling.bench_records import describe_key, record_key
+from dartsfast.bench.baselines import describe_key, record_key
+from dartsfast.viz import save_figure
 
 DEFAULT_HISTORY = "benchmarks/history.jsonl"
 _KEEP = ("name", "params", "provider", "dtype", "layout", "device_class", "status", "median_s", "iqr_s",
@@ -96,12 +97,10 @@ def plot_history(entries: list[dict], name: str, path, device_class: str | None 
         where = f" on device class {device_class}" if device_class else ""
         raise ValueError(f"no successful runs of {name!r}{where} in the history; "
                          f"it has: {', '.join(names) or 'nothing'}")
-    import matplotlib
+    import matplotlib  # heavy optional dependency: loaded only when a history is plotted
 
     matplotlib.use("Agg", force=False)  # no display on CI
     import matplotlib.pyplot as plt
-
-    from dartsfast.viz import save_figure
 
     fig, (ax_ratio, ax_time) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     ticks = {}

@@ -18,38 +18,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dartsfast._argtypes import positive_float, positive_int
+import torch
+
 from dartsfast._io import write_json
-from dartsfast.profiling import bench_stats
-from dartsfast.profiling.bench_history import DEFAULT_HISTORY, append_history, plot_history, read_history
-from dartsfast.profiling.bench_records import load_results
-
-DEFAULT_BASELINES = "benchmarks/baselines"
-# 8 runs (~2.5 min for the quick suite): the 90% upper bound of the run-to-run sd is then
-# 1.57× the estimate (1.94× with 5 runs), which keeps thresholds of the noisier benchmarks
-# under 20%.
-BASELINE_RUNS = 8
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.10, got {text!r}") from None
-    if not 0 <= value < 10:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 10) such as 0.10 (= 10%), got {value}")
-    return value
-
-
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
+from dartsfast.bench import stats as bench_stats
+from dartsfast.bench.baselines import BASELINE_RUNS, DEFAULT_BASELINES, baseline_file, merge_runs
+from dartsfast.bench.history import DEFAULT_HISTORY, append_history, plot_history, read_history
+from dartsfast.bench.runner import ROUNDS, run_suite
+from dartsfast.cli._argtypes import fraction, name_list, positive_float, positive_int
+from dartsfast.records import load_document, write_document
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", choices=("quick", "full"), default="quick",
                    help="quick: CPU/CI, ~15 s on 2 cores; full: GPU sizes")
     p.add_argument("--device", default=None, help="cpu or cuda[:i] (default: cpu for quick, cuda for full)")
-    p.add_argument("--only", type=_names, default=[], help="comma-separated benchmark names (default: all)")
+    p.add_argument("--only", type=name_list, default=[], help="comma-separated benchmark names (default: all)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default 1 on CPU: see README)")
     p.add_argument("--rounds", type=positive_int, default=None, help="rounds over the suite per run (default 3)")
@@ -74,7 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="BASE vs NEW: table of changes; exit 1 on a significant regression")
     c.add_argument("base", type=Path, help="baseline result file, or a directory of <device-class>.json baselines")
     c.add_argument("new", type=Path, help="result file of `bench run`")
-    c.add_argument("--max-regression", type=_fraction, default=bench_stats.DEFAULT_MAX_REGRESSION,
+    c.add_argument("--max-regression", type=fraction, default=bench_stats.DEFAULT_MAX_REGRESSION,
                    help="smallest slowdown that fails (fraction; default 0.10); noisier benchmarks need more")
     c.add_argument("--require-baseline", action="store_true",
                    help="with a BASE directory: fail (exit 2) if it has no baseline for NEW's device class")
@@ -100,10 +84,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _suite_run(args, log=print) -> dict:
-    import torch
-
-    from dartsfast.profiling.bench_runner import ROUNDS, run_suite
-
     device = args.device or ("cuda" if args.suite == "full" else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device is visible"
@@ -127,8 +107,7 @@ def _run(args) -> int:
         raise ValueError(f"--out {args.out} is a directory; give a file name such as {args.out / 'bench.json'}")
     doc = _suite_run(args)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(str(args.out), doc)
+        write_document(args.out, doc)
     if args.history:
         append_history(args.history, doc)
     where = f"; records in {args.out}" if args.out else ""
@@ -141,22 +120,18 @@ def _run(args) -> int:
 
 
 def _compare(args) -> int:
-    new = load_results(args.new)
+    new = load_document(args.new, kind="bench")
     base_path = args.base
     if base_path.is_dir():
-        classes = sorted({r["device_class"] for r in new["records"]})
-        if len(classes) != 1:
-            raise ValueError(f"{args.new}: records of several device classes ({', '.join(classes)}); "
-                             f"give the baseline file explicitly")
-        base_path = base_path / f"{classes[0]}.json"
+        base_path = baseline_file(base_path, new, args.new)
         if not base_path.exists():
-            message = (f"no baseline for device class {classes[0]} in {args.base} "
+            message = (f"no baseline for device class {base_path.stem} in {args.base} "
                        f"(make one with `dartsfast bench update-baseline`)")
             if args.require_baseline:
                 raise FileNotFoundError(message)
             print(f"bench compare: {message}; nothing compared")
             return 0
-    base = load_results(base_path)
+    base = load_document(base_path, kind="bench")
     rows = bench_stats.compare(base, new, args.max_regression)
     print(f"bench compare: {base_path} (base) vs {args.new} (new); change = new/base − 1 of the calibrated "
           f"ratio; threshold = max({args.max_regression:g}, {bench_stats.K_SIGMA:g} × noise)\n")
@@ -191,19 +166,18 @@ def _fresh_runs(args) -> list[dict]:
             if not out.exists():
                 raise ValueError(f"run {i + 1} wrote no results (exit {proc.returncode}): "
                                  f"{(proc.stderr or proc.stdout).strip()[-500:]}")
-            docs.append(load_results(out))
+            docs.append(load_document(out, kind="bench"))
     return docs
 
 
 def _update_baseline(args) -> int:
-    docs = [load_results(p) for p in args.runs] if args.runs else _fresh_runs(args)
+    docs = [load_document(p, kind="bench") for p in args.runs] if args.runs else _fresh_runs(args)
     failed = [f for d in docs for f in _failed(d)]
-    baseline = bench_stats.merge_runs(docs)
+    baseline = merge_runs(docs)
     out = args.out or args.dir / f"{baseline['device_class']}.json"
     if out.is_dir():
         raise ValueError(f"--out {out} is a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(str(out), baseline)
+    baseline = write_document(out, baseline)
     print(f"update-baseline: {out} ← {len(docs)} run(s), {len(baseline['records'])} benchmarks "
           f"(device class {baseline['device_class']})")
     for rec in baseline["records"]:

@@ -27,6 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from dartsfast import backend
+from dartsfast.nn import FusedMBConv, MBConv
+from dartsfast.ops import dwconv_se, weighted_sum
+from dartsfast.search import DEFAULT_OPS, ArchParams, SearchModel, Supernet
 
 SUITES = ("quick", "full")
 Builder = Callable[..., tuple[Callable[[], object], "int | None"]]
@@ -43,7 +46,7 @@ class BenchSpec:
     dtype: torch.dtype
     layout: str  # "flat" | "nchw" | "channels_last"
     op: str  # the fused op whose backend runs: "weighted_sum" | "dwconv_se"
-    units: int  # calibration units per pair (see bench_runner)
+    units: int  # calibration units per pair (see dartsfast.bench.runner)
     pairs: int  # timed (calibration, benchmark) pairs
 
 
@@ -64,16 +67,12 @@ def _weighted_sum_inputs(device, dtype, k, m):
 
 def build_weighted_sum_forward(device, dtype, layout, *, K: int, M: int):
     """The fused op forward: reads K inputs + weights, writes one output, (K+1)·M·b bytes."""
-    from dartsfast.ops import weighted_sum
-
     xs, w = _weighted_sum_inputs(device, dtype, K, M)
     return (lambda: weighted_sum(xs, w)), (K + 1) * M * xs[0].element_size() + 4 * K
 
 
 def build_weighted_sum_backward(device, dtype, layout, *, K: int, M: int):
     """Backward alone, replayed on a kept graph: (2K+1)·M·b bytes (grad + K inputs → K grads)."""
-    from dartsfast.ops import weighted_sum
-
     xs, w = _weighted_sum_inputs(device, dtype, K, M)
     out = weighted_sum(xs, w)
     grad = torch.randn(out.shape, device=device, dtype=dtype, generator=_generator(device, 7))
@@ -98,15 +97,11 @@ def _dwconv_se_inputs(device, dtype, layout, n, c, hw, k):
 
 def build_dwconv_se_forward(device, dtype, layout, *, N: int, C: int, HW: int, k: int):
     """The fused MBConv middle (depthwise conv + BN + SiLU + SE), training-mode forward."""
-    from dartsfast.ops import dwconv_se
-
     args = _dwconv_se_inputs(device, dtype, layout, N, C, HW, k)
     return (lambda: dwconv_se(*args)), None
 
 
 def build_dwconv_se_forward_backward(device, dtype, layout, *, N: int, C: int, HW: int, k: int):
-    from dartsfast.ops import dwconv_se
-
     args = _dwconv_se_inputs(device, dtype, layout, N, C, HW, k)
     grad = torch.randn(args[0].shape, device=device, dtype=dtype, generator=_generator(device, 11))
     grad = _to_layout(grad, layout)
@@ -133,16 +128,12 @@ def _block_step(block: torch.nn.Module, device, dtype, layout, n, c, hw):
 
 def build_mbconv_forward_backward(device, dtype, layout, *, N: int, C: int, HW: int, exp: float):
     """An MBConv block (1x1 expand → fused dwconv_se → 1x1 project), forward + weight grads."""
-    from dartsfast.nn import MBConv
-
     torch.manual_seed(0)
     return _block_step(MBConv(C, C, 3, 1, exp_ratio=exp), device, dtype, layout, N, C, HW)
 
 
 def build_fused_mbconv_forward_backward(device, dtype, layout, *, N: int, C: int, HW: int, exp: float):
     """A Fused-MBConv block (dense 3x3 expand → 1x1 project), forward + weight grads."""
-    from dartsfast.nn import FusedMBConv
-
     torch.manual_seed(0)
     return _block_step(FusedMBConv(C, C, 3, 1, exp_ratio=exp), device, dtype, layout, N, C, HW)
 
@@ -150,9 +141,6 @@ def build_fused_mbconv_forward_backward(device, dtype, layout, *, N: int, C: int
 def build_search_step(device, dtype, layout, *, N: int, C: int, HW: int, layers: int, steps: int):
     """A supernet (the default EfficientNetV2 op space) forward + backward on one batch: the
     weight half of a search step, without the optimiser (its cost is not the library's)."""
-    from dartsfast.search.space import DEFAULT_OPS
-    from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
-
     torch.manual_seed(0)
     net = Supernet(C, 10, layers, DEFAULT_OPS, in_channels=3, steps=steps, multiplier=steps)
     model = SearchModel(net, ArchParams(len(DEFAULT_OPS), steps=steps)).to(device)

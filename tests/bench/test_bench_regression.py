@@ -10,9 +10,11 @@ import sys
 import pytest
 import torch
 
+from dartsfast.bench import suites
+from dartsfast.bench.history import append_history, read_history
+from dartsfast.bench.runner import PLANT_ENV, run_suite
+from dartsfast.bench.suites import QUICK, suite
 from dartsfast.cli import EXIT_USAGE, main
-from dartsfast.profiling.bench_history import append_history, read_history
-from dartsfast.profiling.bench_runner import PLANT_ENV, run_suite
 from dartsfast.testing import SUBPROCESS_TIMEOUT_S
 
 # The two quietest quick benchmarks (run-to-run sd 0.3–0.5% here), at 30% of their pairs:
@@ -191,12 +193,10 @@ def test_max_regression_must_be_a_fraction(base_run, capsys):
 
 
 def test_a_failing_benchmark_is_recorded_and_the_rest_still_run(monkeypatch):
-    from dartsfast.profiling import bench_suites
-
     def broken(*a, **k):
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setitem(bench_suites._BUILDERS, "weighted_sum/forward", (broken, "flat", "weighted_sum"))
+    monkeypatch.setitem(suites._BUILDERS, "weighted_sum/forward", (broken, "flat", "weighted_sum"))
     doc = run_suite("quick", names=["weighted_sum/forward", "weighted_sum/backward"], pairs_scale=0.02, rounds=1)
     first, second = doc["records"]
     assert first["status"] == "error" and "kernel exploded" in first["error"] and first["median_s"] is None
@@ -206,8 +206,6 @@ def test_a_failing_benchmark_is_recorded_and_the_rest_still_run(monkeypatch):
 def test_full_suite_builders_run_in_its_formats_at_tiny_sizes():
     # The full suite is for GPUs; here its formats (bf16, channels_last, autocast in the
     # search step) go through every builder at the quick sizes, on the CPU.
-    from dartsfast.profiling.bench_suites import QUICK, suite
-
     full = suite("full")
     assert [s.name for s in full] == [s.name for s in suite("quick")]  # the same benchmarks on every device
     for spec in full:

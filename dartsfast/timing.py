@@ -1,7 +1,8 @@
 """The project's one timer, the bandwidth ceiling it is compared with, and the machine it ran on.
 
-Used by the benchmarks (benchmarks/harness.py), the block profiler and the bench-regression
-tooling, so every number in a record is measured the same way:
+Used by the benchmarks (benchmarks/harness.py), the block profiler (dartsfast.profiling) and
+regression tracking (dartsfast.bench), so every number in a record is measured the same way;
+it sits below all three so that none of them imports another for it:
 
 - :func:`time_fn` — warm-up calls, then ``repeats`` (or more, to fill ``min_time_s``) timed
   calls. On CUDA each call is bracketed by its own pair of CUDA events, all recorded back to
@@ -11,11 +12,13 @@ tooling, so every number in a record is measured the same way:
   practical DRAM ceiling a memory-bound kernel is reported against (% of it), counting read
   + write bytes. An H100 SXM copies at ~2.6–3.0 TB/s of its 3.35 TB/s peak.
 - :func:`environment_info` — versions, device, driver, git commit and a CPU fingerprint.
+- :func:`num_threads` — torch's CPU thread count for a block of timing, restored after.
 
 Imports only torch and the standard library (DESIGN.md §1 layering).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
@@ -25,7 +28,7 @@ import platform
 import shutil
 import subprocess
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
@@ -55,8 +58,8 @@ class TimingStats:
             raise ValueError("TimingStats needs at least one sample")
         if not all(math.isfinite(x) and x >= 0 for x in xs):
             raise ValueError(f"samples must be finite and non-negative, got {xs[:5]}...")
-        q25, q75 = _quantile(xs, 0.25), _quantile(xs, 0.75)
-        return cls(median=_quantile(xs, 0.5), q25=q25, q75=q75, iqr=q75 - q25, min=xs[0],
+        q25, q75 = _sorted_quantile(xs, 0.25), _sorted_quantile(xs, 0.75)
+        return cls(median=_sorted_quantile(xs, 0.5), q25=q25, q75=q75, iqr=q75 - q25, min=xs[0],
                    mean=math.fsum(xs) / len(xs), n=len(xs), samples=tuple(samples))
 
     def to_dict(self, samples: bool = False) -> dict:
@@ -68,7 +71,15 @@ class TimingStats:
         return d
 
 
-def _quantile(sorted_xs: list[float], q: float) -> float:
+def quantile(xs: Iterable[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default), of an iterable of numbers."""
+    s = sorted(xs)
+    if not s:
+        raise ValueError("quantile of no samples")
+    return _sorted_quantile(s, q)
+
+
+def _sorted_quantile(sorted_xs: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default 'linear' method)."""
     pos = q * (len(sorted_xs) - 1)
     lo = math.floor(pos)
@@ -185,6 +196,22 @@ def _time_cuda(fn, warmup, repeats, min_time_s, per_repeat, max_repeats) -> Timi
     return TimingStats.from_samples([start.elapsed_time(end) / 1e3 / n])
 
 
+@contextlib.contextmanager
+def num_threads(n: int | None):
+    """``torch.set_num_threads(n)`` inside the block (no change for None), restored after.
+
+    On a shared CPU runner one thread is the robust choice: an OpenMP team waits out any
+    descheduled sibling's time slice (0.3 ms calls measured 13–240 ms with 2 threads on 2
+    busy cores)."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def measure_copy_bandwidth(device: str | torch.device, nbytes: int | None = None, *,
                            warmup: int = 3, repeats: int = 20) -> float:
     """Bytes per second of a device-to-device copy of ``nbytes`` (read + write: 2·nbytes
@@ -237,7 +264,7 @@ def environment_info(device: str | torch.device | None = None) -> dict:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = _check_device(device)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # dartsfast/timing.py → checkout
     cpu_model, cpu_count = _cpu_model(), os.cpu_count() or 0
     info = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

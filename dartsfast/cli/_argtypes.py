@@ -45,3 +45,19 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
     return value
+
+
+def fraction(text: str) -> float:
+    """A fraction such as 0.10 (= 10%), in [0, 10)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.10, got {text!r}") from None
+    if not 0 <= value < 10:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 10) such as 0.10 (= 10%), got {value}")
+    return value
+
+
+def name_list(text: str) -> list[str]:
+    """``"a, b,"`` → ["a", "b"]."""
+    return [n.strip() for n in text.split(",") if n.strip()]

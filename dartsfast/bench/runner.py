@@ -4,13 +4,13 @@ Why a calibration workload: on a shared CI machine the speed we get drifts by te
 percent within a minute (other jobs, frequency, memory traffic). Each benchmark call is
 paired with a call of a fixed workload timed right next to it, and the record carries the
 ratio benchmark / calibration unit (low quantiles of both, pooled over the run: see
-:mod:`bench_stats`). Whatever slows both (a busy neighbour, a slower clock) cancels in the
+:mod:`dartsfast.bench.stats`). Whatever slows both (a busy neighbour, a slower clock) cancels in the
 ratio; a change to the benchmarked code does not. Measured over 6 runs of unchanged code on
 this 2-core runner, both cores busy with other jobs: raw medians moved 5–50% run to run,
 the calibrated ratio 0.1–1.9%. Details that make the pairs comparable:
 
 - the calibration call repeats its unit ``units`` times (fixed per benchmark in
-  :mod:`bench_suites`) to last about as long as the benchmark call, so both are exposed to
+  :mod:`dartsfast.bench.suites`) to last about as long as the benchmark call, so both are exposed to
   scheduler preemption alike;
 - pairs alternate their order (calibration first, then benchmark first) so cache warmth
   favours neither side;
@@ -35,24 +35,12 @@ from typing import Callable
 
 import torch
 
-from dartsfast import backend
-from dartsfast.profiling.bench_records import SCHEMA_VERSION, device_class, machine_fingerprint
-from dartsfast.profiling.bench_stats import calibrated_ratio, quantile
-from dartsfast.profiling.bench_suites import BenchSpec, provider, select, suite
-from dartsfast.profiling.timing import TimingStats, environment_info, measure_copy_bandwidth, time_fn
+from dartsfast import backend, records
+from dartsfast.bench.stats import calibrated_ratio
+from dartsfast.bench.suites import BenchSpec, provider, select, suite
+from dartsfast.timing import TimingStats, environment_info, measure_copy_bandwidth, num_threads, quantile, time_fn
 
 PLANT_ENV = "DARTSFAST_BENCH_PLANT_SLOWDOWN"
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def parse_plant(text: str | None, known: list[str]) -> dict[str, float]:
@@ -167,24 +155,10 @@ def time_interleaved(fn, calib: _Calibration, device, *, units: int, pairs: int,
 def bench_record(spec: BenchSpec, *, env: dict, provider_name: str, params: dict, status: str = "ok",
                  error: str = "", stats: TimingStats | None = None, nbytes: int | None = None,
                  ceiling: float | None = None, extra: dict | None = None) -> dict:
-    """A record with benchmarks/harness.py's fields (same names and meaning) + device class."""
-    rec = {"name": spec.name, "params": params, "provider": provider_name,
-           "dtype": str(spec.dtype).replace("torch.", ""), "layout": spec.layout,
-           "device": env.get("device_name", ""), "machine": env.get("machine", ""), "status": status,
-           "error": error, "median_s": None, "iqr_s": None, "q25_s": None, "q75_s": None, "min_s": None,
-           "mean_s": None, "n": 0, "bytes": nbytes, "gb_per_s": None, "pct_of_ceiling": None,
-           "versions": {k: env.get(k, "") for k in ("torch", "triton", "cuda", "driver", "python")},
-           "git_commit": env.get("git_commit", ""), "device_class": device_class(env),
-           "fingerprint": machine_fingerprint(env)}
-    if stats is not None:
-        rec.update(median_s=stats.median, iqr_s=stats.iqr, q25_s=stats.q25, q75_s=stats.q75,
-                   min_s=stats.min, mean_s=stats.mean, n=stats.n)
-        if nbytes:
-            rec["gb_per_s"] = nbytes / stats.median / 1e9
-            if ceiling:
-                rec["pct_of_ceiling"] = 100.0 * nbytes / stats.median / ceiling
-    rec.update(extra or {})
-    return rec
+    """The record (:func:`dartsfast.records.bench_record`, as benchmarks/harness.py's) of ``spec``."""
+    return records.bench_record(name=spec.name, params=params, provider=provider_name, dtype=spec.dtype,
+                                layout=spec.layout, env=env, stats=stats, nbytes=nbytes, ceiling_bytes_per_s=ceiling,
+                                status=status, error=error, extra=extra)
 
 
 SUITE_BACKEND = {"quick": "torch", "full": None}  # quick: the reference paths; full: dispatch (auto)
@@ -210,7 +184,7 @@ def _summarise(case: _Case, ceiling: float, plant: dict, keep_samples: bool, max
                             error=case.error or f"time budget of {max_seconds:g} s spent", **case.common)
     bench = [t for b, _ in case.rounds for t in b.samples]
     unit = [t for _, u in case.rounds for t in u.samples]
-    ratio = calibrated_ratio(bench, unit)  # pooled over the rounds: see bench_stats
+    ratio = calibrated_ratio(bench, unit)  # pooled over the rounds: see dartsfast.bench.stats
     values = [quantile(b.samples, ratio["quantile"]) / quantile(u.samples, ratio["quantile"]) for b, u in case.rounds]
     ratio.update(rounds=len(values), round_values=values,
                  round_rel_sd=statistics.stdev(values) / statistics.fmean(values) if len(values) > 1 else None)
@@ -247,7 +221,7 @@ def run_suite(suite_name: str = "quick", *, device: str | torch.device = "cpu", 
     env["arch"] = os.uname().machine
     env["threads"] = threads or torch.get_num_threads()
     chosen = SUITE_BACKEND[suite_name]
-    with _threads(threads), (backend.use_backend(chosen) if chosen else contextlib.nullcontext()):
+    with num_threads(threads), (backend.use_backend(chosen) if chosen else contextlib.nullcontext()):
         ceiling = measure_copy_bandwidth(device, (16 << 20) if device.type == "cpu" else None, warmup=1, repeats=5)
         calib = _Calibration(device)
         _warm(calib, device, 3, 0.3, 10_000)  # clocks up, allocator and caches warm before the first benchmark
@@ -278,18 +252,16 @@ def run_suite(suite_name: str = "quick", *, device: str | torch.device = "cpu", 
                                                         warmup_s=0.1 if r == 0 else 0.01))
                 except Exception as exc:
                     case.error = _first_line(exc)
-        records = []
+        recs = []
         for case in cases:
-            records.append(_summarise(case, ceiling, plant, keep_samples, max_seconds))
-            log(_line(records[-1]))
+            recs.append(_summarise(case, ceiling, plant, keep_samples, max_seconds))
+            log(_line(recs[-1]))
             case.fn = None
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return {"schema": SCHEMA_VERSION, "suite": suite_name, "complete": all(r["status"] == "ok" for r in records),
-            "seconds": round(time.monotonic() - started, 2), "rounds": rounds, "environment": env,
-            "device_class": device_class(env), "fingerprint": machine_fingerprint(env),
-            "ceiling": {"kind": "device-to-device copy", "bytes_per_s": ceiling},
-            "planted": plant, "records": records}
+    return records.document("bench", env, recs, suite=suite_name, complete=all(r["status"] == "ok" for r in recs),
+                            seconds=round(time.monotonic() - started, 2), rounds=rounds,
+                            ceiling={"kind": "device-to-device copy", "bytes_per_s": ceiling}, planted=plant)
 
 
 def _first_line(exc: BaseException) -> str:

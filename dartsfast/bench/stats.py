@@ -1,6 +1,6 @@
 """Statistics and verdicts of ``dartsfast bench compare``: is NEW significantly slower than BASE?
 
-The number compared is each record's calibrated ratio (see :mod:`bench_runner`): the 2%
+The number compared is each record's calibrated ratio (see :mod:`dartsfast.bench.runner`): the 2%
 quantile of the benchmark's call times over the 2% quantile of the calibration unit's,
 both pooled over all pairs of the run. Why a low quantile and not the median: interference
 on a shared machine only ever *adds* time, so the fastest calls are the least disturbed,
@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from collections import defaultdict
 
-from dartsfast.profiling.bench_records import describe_key, record_key
+import torch
+
+from dartsfast.bench.baselines import describe_key, record_key
 
 K_SIGMA = 4.0
 DEFAULT_MAX_REGRESSION = 0.10
@@ -52,22 +53,9 @@ _CHI2_10 = (0.01579, 0.2107, 0.5844, 1.064, 1.610, 2.204, 2.833, 3.490, 4.168, 4
 FAILING = ("regression",)
 
 
-def quantile(xs, q: float) -> float:
-    """Linear-interpolation quantile (numpy's default), of an iterable of numbers."""
-    s = sorted(xs)
-    if not s:
-        raise ValueError("quantile of no samples")
-    pos = q * (len(s) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def calibrated_ratio(bench, unit, q: float = RATIO_QUANTILE, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     """q-quantile of ``bench`` over the q-quantile of ``unit`` (paired samples, equal count),
     its relative standard error (bootstrap over the pairs) and the unit's q-quantile."""
-    import torch
-
     b = torch.as_tensor(list(bench), dtype=torch.float64)
     u = torch.as_tensor(list(unit), dtype=torch.float64)
     if b.numel() != u.numel() or b.numel() < 2:
@@ -215,7 +203,7 @@ def _load(rec: dict) -> float | None:
 
 def compare(base_doc: dict, new_doc: dict, max_regression: float = DEFAULT_MAX_REGRESSION,
             k: float = K_SIGMA) -> list[Row]:
-    """One row per benchmark in either document (validated with bench_records)."""
+    """One row per benchmark in either document (validated by :mod:`dartsfast.records`)."""
     if isinstance(max_regression, bool) or not isinstance(max_regression, (int, float)) \
             or not 0 <= max_regression < 10:
         raise ValueError(f"max_regression must be a fraction in [0, 10), e.g. 0.10 for 10%, got {max_regression!r}")
@@ -259,43 +247,3 @@ def summary(rows: list[Row]) -> str:
         counts[r.verdict] += 1
     parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     return ("REGRESSION: " if has_regression(rows) else "no significant regression: ") + parts
-
-
-def merge_runs(docs: list[dict]) -> dict:
-    """A baseline from several runs of one suite on one device class: per benchmark the
-    median of the runs' ratios, their relative sd and the median calibration-unit time."""
-    if not docs:
-        raise ValueError("no runs to make a baseline from")
-    classes = {d.get("device_class") for d in docs}
-    if len(classes) != 1:
-        raise ValueError(f"runs come from different device classes: {sorted(map(str, classes))}")
-    planted = [d.get("planted") for d in docs if d.get("planted")]
-    planted += [r["name"] for d in docs for r in d["records"] if r.get("planted_slowdown")]
-    if planted:
-        raise ValueError(f"a run has a planted slowdown ({planted[0]}); a baseline must time the real code")
-    by_key: dict = defaultdict(list)
-    for d in docs:
-        for rec in d["records"]:
-            by_key[record_key(rec)].append(rec)
-    records = []
-    for recs in by_key.values():
-        ok = [r for r in recs if r.get("status") == "ok" and isinstance(r.get("ratio"), dict)]
-        if not ok:
-            records.append(recs[0])
-            continue
-        values = [r["ratio"]["value"] for r in ok]
-        units = [r["ratio"]["unit_s"] for r in ok if r["ratio"].get("unit_s")]
-        center = statistics.median(values)
-        rec = dict(ok[0])
-        rec["ratio"] = {**ok[0]["ratio"], "value": center, "runs": len(values), "run_values": values,
-                        "rel_se": statistics.median(r["ratio"]["rel_se"] for r in ok) / math.sqrt(len(values)),
-                        "run_rel_sd": statistics.stdev(values) / center if len(values) > 1 else None,
-                        "unit_s": statistics.median(units) if units else None}
-        for field in ("median_s", "iqr_s", "min_s", "q25_s", "q75_s", "mean_s", "gb_per_s", "pct_of_ceiling"):
-            vals = [r[field] for r in ok if r.get(field) is not None]
-            rec[field] = statistics.median(vals) if vals else None
-        records.append(rec)
-    out = {k: v for k, v in docs[0].items() if k != "records"}
-    out.update(records=records, baseline={"runs": len(docs), "commits": sorted({
-        d.get("environment", {}).get("git_commit", "") for d in docs})})
-    return out

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from dartsfast import records
 from dartsfast.cli import EXIT_USAGE, main
-from dartsfast.profiling import records
 
 TINY = ["profile", "--device", "cpu", "--shape", "8,8,6,6,1,2", "--shape", "8,16,6,6,2,4", "--impls", "eager,fused",
         "--modes", "inference,training", "--batch-sizes", "2", "--repeats", "3", "--warmup", "1", "--threads", "1",

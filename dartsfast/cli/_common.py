@@ -1,0 +1,40 @@
+"""Flags ``dartsfast search`` and ``dartsfast train`` share: data, size, precision, device, seed."""
+from __future__ import annotations
+
+import argparse
+
+from dartsfast import backend
+from dartsfast.cli._argtypes import positive_int
+from dartsfast.data import DATASETS
+from dartsfast.runtime import AMP_MODES
+
+
+def add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, layers: int, channels: int) -> None:
+    """Flags shared by search and train: data, size, precision, device, seed, output."""
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits is embedded (scikit-learn); fashion-mnist/cifar10 read --data-dir")
+    p.add_argument("--data-dir", default=None, help="directory of the torchvision dataset files")
+    p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
+    p.add_argument("--image-size", type=positive_int, default=None, help="resize images to this side")
+    p.add_argument("--epochs", type=positive_int, default=epochs)
+    p.add_argument("--batch-size", type=positive_int, default=batch_size)
+    p.add_argument("--layers", type=positive_int, default=layers, help="cells in the network")
+    p.add_argument("--channels", type=positive_int, default=channels, help="channels of the first cell")
+    p.add_argument("--amp", choices=AMP_MODES, default="off", help="autocast dtype (fp16 adds a GradScaler)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="NHWC activations (default: on for CUDA)")
+    p.add_argument("--backend", choices=backend.BACKENDS, default=None,
+                   help="fused-op implementation (default: $DARTSFAST_BACKEND or auto)")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA if visible), 'cpu', 'cuda:1', ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train-samples", type=positive_int, default=None,
+                   help="use only the first N training samples (quick runs)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def common_settings(args: argparse.Namespace) -> dict:
+    """The values of :func:`add_common`'s flags that SearchConfig and TrainConfig both take."""
+    return dict(dataset=args.dataset, data_dir=args.data_dir, download=args.download, image_size=args.image_size,
+                epochs=args.epochs, batch_size=args.batch_size, layers=args.layers, channels=args.channels,
+                amp=args.amp, channels_last=args.channels_last, device=args.device, seed=args.seed,
+                max_train_samples=args.max_train_samples)

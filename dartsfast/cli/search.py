@@ -1,0 +1,53 @@
+"""``dartsfast search``: DARTS search; writes genotype.json, history.json, plots, checkpoint.pt."""
+from __future__ import annotations
+
+import argparse
+
+from dartsfast.cli._argtypes import number, positive_int
+from dartsfast.cli._common import add_common, common_settings
+from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
+from dartsfast.search.space import check_op_names
+
+
+def _op_list(text: str) -> tuple:
+    try:
+        return check_op_names(tuple(s.strip() for s in text.split(",") if s.strip()))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    s = subparsers.add_parser("search", help="DARTS search; writes genotype.json, history.json, plots, checkpoint.pt",
+                              description="Differentiable architecture search over a supernet of the chosen ops.")
+    add_common(s, epochs=50, batch_size=64, layers=8, channels=16)
+    s.add_argument("--ops", type=_op_list, default=tuple(DEFAULT_OPS),
+                   help=f"comma-separated candidate ops (default {','.join(DEFAULT_OPS)}; "
+                        f"available: {','.join(available_ops())})")
+    s.add_argument("--order", type=int, choices=(1, 2), default=1, help="1 = first order, 2 = unrolled")
+    s.add_argument("--partial-channels", type=positive_int, default=1, help="PC-DARTS K (1 = off)")
+    s.add_argument("--train-fraction", type=number, default=0.5, help="share of the training set for weights")
+    s.add_argument("--w-lr", type=number, default=0.025, help="weights' SGD learning rate")
+    s.add_argument("--alpha-lr", type=number, default=3e-4, help="alphas' Adam learning rate")
+    s.add_argument("--augment", action="store_true", help="on-device crop (+ flip for cifar10) during search")
+    s.add_argument("--synthetic-size", type=positive_int, default=2048, help="samples of --dataset synthetic")
+    s.add_argument("--out", default="runs/search", help="output directory")
+    s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    s.add_argument("--overwrite", action="store_true", help="start afresh even if OUT has a checkpoint")
+    s.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
+    s.set_defaults(handler=run)
+    return s
+
+
+def run(args: argparse.Namespace) -> int:
+    config = SearchConfig(
+        **common_settings(args), ops=args.ops, order=args.order, backend=args.backend,
+        train_fraction=args.train_fraction, augment=args.augment, w_lr=args.w_lr, alpha_lr=args.alpha_lr,
+        partial_channels=args.partial_channels, synthetic_size=args.synthetic_size, out=args.out,
+        resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)
+    result = search(config)
+    last = result.history[-1]
+    print(f"genotype ({args.out}/genotype.json):")
+    print(result.genotype.to_json())
+    print(f"search: {len(result.history)} epochs, final val acc {last['val_acc']:.4f}, "
+          f"{last['images_per_s']:.0f} img/s")
+    return 0

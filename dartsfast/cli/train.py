@@ -1,0 +1,38 @@
+"""``dartsfast train``: train the network of a genotype from scratch and report test accuracy."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from dartsfast import backend
+from dartsfast.cli._argtypes import number
+from dartsfast.cli._common import add_common, common_settings
+from dartsfast.train import TrainConfig, train
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    t = subparsers.add_parser("train", help="train the network of a genotype from scratch and report test accuracy",
+                              description="Train the discrete network a genotype describes (DARTS evaluation).")
+    t.add_argument("--genotype", required=True, help="genotype.json (or the search directory holding it)")
+    add_common(t, epochs=20, batch_size=96, layers=8, channels=16)
+    t.add_argument("--lr", type=number, default=0.025)
+    t.add_argument("--weight-decay", type=number, default=3e-4)
+    t.add_argument("--drop-path", type=number, default=0.2, help="drop-path probability (ramped up)")
+    t.add_argument("--auxiliary", action="store_true", help="auxiliary head at 2/3 depth")
+    t.add_argument("--cutout", type=int, default=0, help="cutout square side (0 = off)")
+    t.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop/flip")
+    t.add_argument("--out", default=None, help="directory for model.pt and train_history.json")
+    t.set_defaults(handler=run)
+    return t
+
+
+def run(args: argparse.Namespace) -> int:
+    config = TrainConfig(
+        **common_settings(args), lr=args.lr, weight_decay=args.weight_decay, drop_path_prob=args.drop_path,
+        auxiliary=args.auxiliary, cutout=args.cutout, augment=args.augment, out=args.out)
+    use = backend.use_backend(args.backend) if args.backend else contextlib.nullcontext()
+    with use:
+        result = train(args.genotype, config, progress=args.progress)
+    print(f"test accuracy: {result.test_acc:.4f} ({100 * result.test_acc:.2f}%)"
+          + (f"; model and history in {args.out}" if args.out else ""))
+    return 0
