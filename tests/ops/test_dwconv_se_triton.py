@@ -29,7 +29,8 @@ from dartsfast.testing import (
 )
 
 triton = pytest.importorskip("triton")
-from dartsfast.ops import dwconv_se_triton, dwconv_se_triton_backward  # noqa: E402
+from dartsfast.ops.dwconv_se import triton_backward as dwconv_se_triton_backward  # noqa: E402
+from dartsfast.ops.dwconv_se import triton_forward as dwconv_se_triton  # noqa: E402
 
 pytestmark = pytest.mark.interpreter
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -346,7 +347,7 @@ print(backend.why_unavailable('triton'))
 AOT_SCRIPT = """
 import sys, triton
 from triton.backends.compiler import GPUTarget
-from dartsfast.ops import dwconv_se_triton as F, dwconv_se_triton_backward as B
+from dartsfast.ops.dwconv_se import triton_backward as B, triton_forward as F
 UNIT = {"sxc", "soc", "sgc", "sdc"}  # Triton specialises stride-1 arguments of real launches
 def build(fn, dtype_args, const, warps):
     const = dict(const, **{a: 1 for a in fn.arg_names if a in UNIT})

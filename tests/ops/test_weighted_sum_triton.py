@@ -7,9 +7,9 @@ import torch
 
 from dartsfast import backend
 from dartsfast.ops import weighted_sum
-from dartsfast.ops import weighted_sum_triton as wst
 from dartsfast.ops._common import memory_format_of
 from dartsfast.ops.weighted_sum import BACKWARD_OP, OP
+from dartsfast.ops.weighted_sum import triton as wst
 from dartsfast.testing import (
     SUBPROCESS_TIMEOUT_S,
     TOLERANCES,
@@ -339,7 +339,7 @@ import triton
 from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from dartsfast.ops import weighted_sum_triton as W
+from dartsfast.ops.weighted_sum import triton as W
 knobs.nvidia.dump_ptxas_log = True
 D16 = [["tt.divisibility", 16]]
 

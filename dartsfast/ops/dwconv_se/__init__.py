@@ -196,11 +196,11 @@ backend.register_kernel(BACKWARD_OP, "torch")(_dwconv_se_backward_ref)
 # work without triton and must not import it before a caller sets TRITON_INTERPRET.
 if importlib.util.find_spec("triton") is not None:
     def _dwconv_se_triton(*args):
-        from dartsfast.ops.dwconv_se_triton import dwconv_se_forward_triton
+        from dartsfast.ops.dwconv_se.triton_forward import dwconv_se_forward_triton
         return dwconv_se_forward_triton(*args)
 
     def _dwconv_se_backward_triton(*args):
-        from dartsfast.ops.dwconv_se_triton_backward import dwconv_se_backward_triton
+        from dartsfast.ops.dwconv_se.triton_backward import dwconv_se_backward_triton
         return dwconv_se_backward_triton(*args)
 
     backend.register_kernel(OP, "triton")(_dwconv_se_triton)

@@ -115,7 +115,7 @@ if _ext.HAS_EXT and _ext.has_op("weighted_sum_cuda"):
 # Kernels and launchers live in weighted_sum_triton.py; without triton it sets
 # HAS_TRITON=False and 'triton' falls back to the reference. The CUDA extension has no
 # backward, so under 'auto' on CUDA the backward runs this Triton one.
-from dartsfast.ops import weighted_sum_triton as _triton  # noqa: E402
+from dartsfast.ops.weighted_sum import triton as _triton  # noqa: E402
 
 if _triton.HAS_TRITON:
     backend.register_kernel(OP, "triton")(_triton.weighted_sum_triton)

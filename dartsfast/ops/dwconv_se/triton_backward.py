@@ -43,7 +43,7 @@ import triton
 import triton.language as tl
 
 from dartsfast.ops._common import memory_format_of, new_output
-from dartsfast.ops.dwconv_se_triton import (
+from dartsfast.ops.dwconv_se.triton_forward import (
     _VARYING,
     Plan,
     _dwconv_tile,
