@@ -81,7 +81,7 @@ def floor_bytes(mode: str, m_in: int, m_out: int, elem: int) -> int:
 def model_bytes(provider: str, mode: str, m_in: int, m_out: int, elem: int) -> int | None:
     """Bytes the provider's kernels move (module docstring), None where there is no model."""
     if provider == "triton":
-        from dartsfast.ops.dwconv_se_triton import store_z_saves_bytes  # imports triton: GPU runs only
+        from dartsfast.ops.dwconv_se.triton_forward import store_z_saves_bytes  # imports triton: GPU runs only
 
         store = store_z_saves_bytes(m_in, m_out, elem, True)
         fwd = m_in * elem + m_out * elem + (3 * m_out * 4 if store else 2 * m_in * elem)

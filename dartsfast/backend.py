@@ -4,8 +4,9 @@ The choice is process-global (``set_backend`` or env ``DARTSFAST_BACKEND``) and 
 read when an op *runs*, not when it is traced, so a ``torch.compile``d model follows
 a later ``set_backend`` without recompiling.
 
-Op modules register their kernels here with :func:`register_kernel`; the torch
-reference of every op is registered under ``"torch"`` and is the fallback.
+Op packages register their kernels here with :func:`register_kernel`; the torch
+reference of every op is registered under ``"torch"`` and is the fallback. Triton
+kernels are registered whenever triton is installed and load on their first call.
 
 ``auto`` picks, for CUDA tensors: the CUDA extension's kernel, then Triton's, then
 the torch reference; for any other device: the torch reference.
@@ -17,13 +18,15 @@ op) for ops that have none yet; asking for a backend that cannot run at all rais
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import sys
 import warnings
 from typing import Callable, Iterator
 
 import torch
+
+from dartsfast import _ext, _triton
+from dartsfast._triton import interpreter_enabled as triton_interpreter_enabled
 
 BACKENDS = ("auto", "torch", "triton", "cuda")
 ENV_VAR = "DARTSFAST_BACKEND"
@@ -54,10 +57,6 @@ def kernels_for(op: str) -> tuple[str, ...]:
     return tuple(_kernels.get(op, {}))
 
 
-def triton_interpreter_enabled() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def why_unavailable(name: str) -> str:
     """Empty string when backend ``name`` can run here, else the reason it cannot."""
     if name not in BACKENDS:
@@ -67,14 +66,12 @@ def why_unavailable(name: str) -> str:
     if name == "triton":
         if not sys.platform.startswith("linux"):
             return "Triton is only available on Linux"
-        if importlib.util.find_spec("triton") is None:
+        if not _triton.installed():
             return "the 'triton' package is not installed (pip install triton)"
         if not torch.cuda.is_available() and not triton_interpreter_enabled():
             return ("no CUDA device is visible and the Triton interpreter is off; "
                     "set TRITON_INTERPRET=1 before importing triton to run Triton kernels on the CPU")
         return ""
-    from dartsfast import _ext  # import here: building the extension is optional
-
     if not _ext.HAS_EXT:
         return f"the CUDA extension dartsfast._C is not available: {_ext.WHY_NOT}"
     if not torch.cuda.is_available():

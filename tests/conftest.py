@@ -4,9 +4,9 @@ import os
 import pytest
 import torch
 
-# Triton reads TRITON_INTERPRET when kernels are defined (at import), so set it before
-# anything imports triton: on a machine without a GPU the `interpreter` tests run the
-# Triton kernels on CPU tensors through it.
+# Triton reads TRITON_INTERPRET when kernels are defined, i.e. when dartsfast's kernel
+# modules are imported on the first Triton call, so set it before any test makes one: on a
+# machine without a GPU the `interpreter` tests run the Triton kernels on CPU tensors.
 if "TRITON_INTERPRET" not in os.environ and not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 

@@ -1,32 +1,17 @@
-"""weighted_sum: the op against an independent float64 reference, its backward, its
-registration (opcheck, torch.compile) and its errors."""
+"""weighted_sum: the op on its torch reference against an independent float64 oracle, its
+backward and its argument errors. Registration (opcheck, torch.compile, the backend seam):
+test_weighted_sum_dispatch.py."""
 import pytest
 import torch
+from weighted_sum_checks import LOW_PRECISION, float64_sum, plain_pytorch_sum
 
-from dartsfast import backend
 from dartsfast.ops import weighted_sum, weighted_sum_ref
 from dartsfast.testing import (
-    TOLERANCES,
     assert_close_to_reference,
     make_generator,
-    poisoned_outputs,
     random_inputs,
     random_simplex,
 )
-
-LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def float64_sum(inputs, weights):
-    """Independent oracle: plain float64 arithmetic, no dartsfast code."""
-    return sum(w * x.double() for w, x in zip(weights.double().unbind(0), inputs))
-
-
-def plain_pytorch_sum(inputs, weights):
-    """What eager PyTorch computes in the inputs' dtype (the low-precision baseline)."""
-    w = weights.to(inputs[0].dtype)
-    return sum(w[k] * x for k, x in enumerate(inputs))
-
 
 SHAPES = [(1,), (7,), (1023,), (4099,), (2, 3, 5, 7), (1, 123, 7, 7)]
 
@@ -125,36 +110,6 @@ def test_weight_grads_are_deterministic():
     assert all(torch.equal(runs[0], r) for r in runs[1:])
 
 
-def test_opcheck():
-    gen = make_generator(9)
-    inputs = random_inputs(3, (2, 3, 4, 5), generator=gen, channels_last=True, requires_grad=True)
-    weights = random_simplex(3, generator=gen).requires_grad_(True)
-    torch.library.opcheck(torch.ops.dartsfast.weighted_sum.default, (inputs, weights))
-    grad = random_inputs(1, (2, 3, 4, 5), generator=gen)[0]
-    torch.library.opcheck(torch.ops.dartsfast.weighted_sum_backward.default,
-                          (grad, [x.detach() for x in inputs], weights.detach()))
-
-
-def test_torch_compile_fullgraph_matches_eager():
-    gen = make_generator(11)
-    inputs = random_inputs(4, (2, 8, 5, 5), generator=gen, channels_last=True)
-    weights = random_simplex(4, generator=gen)
-
-    def loss_fn(xs, w):
-        return (weighted_sum(xs, torch.softmax(w, 0)) ** 2).sum()
-
-    compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager")
-    results = []
-    for fn in (loss_fn, compiled):
-        xs = [x.clone().requires_grad_(True) for x in inputs]
-        w = weights.clone().requires_grad_(True)
-        loss = fn(xs, w)
-        loss.backward()
-        results.append((loss.detach(), w.grad, xs[2].grad))
-    for eager, comp in zip(*results):
-        torch.testing.assert_close(comp, eager, rtol=TOLERANCES[torch.float32], atol=1e-6)
-
-
 @pytest.mark.parametrize("bad, error, message", [
     (lambda x, w: ([], w[:0]), ValueError, "K=0"),
     (lambda x, w: (torch.stack(x), w), TypeError, "single tensor"),
@@ -175,44 +130,3 @@ def test_bad_inputs_raise_clear_errors(bad, error, message):
     args = bad(inputs, random_simplex(3, generator=gen))
     with pytest.raises(error, match=message):
         weighted_sum(*args)
-
-
-def test_runs_through_the_backend_seam(monkeypatch):
-    """The op asks the backend registry at run time, compiled or not: a kernel registered
-    for 'triton' is what runs once 'triton' is chosen, without recompiling."""
-    calls = []
-
-    def fake_triton_kernel(inputs, weights):
-        calls.append(len(inputs))
-        return weighted_sum_ref(inputs, weights) + 1.0
-
-    monkeypatch.setitem(backend._kernels, "weighted_sum", {**backend._kernels["weighted_sum"],
-                                                           "triton": fake_triton_kernel})
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    gen = make_generator(13)
-    inputs = random_inputs(2, (3, 3), generator=gen)
-    weights = random_simplex(2, generator=gen)
-    compiled = torch.compile(lambda xs, w: weighted_sum(xs, w) * 2, fullgraph=True, backend="aot_eager")
-    with backend.use_backend("torch"):
-        reference = compiled(inputs, weights)
-    with backend.use_backend("triton"):
-        shifted = compiled(inputs, weights)
-    assert calls == [2]
-    torch.testing.assert_close(shifted, reference + 2.0)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("name", ["auto", "cuda"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("k, shape", [(1, (7,)), (3, (1023,)), (9, (2, 123, 7, 7)), (20, (4, 64, 56, 56))])
-def test_gpu_forward_matches_float64(name, dtype, k, shape):
-    if backend.why_unavailable(name):
-        pytest.skip(backend.why_unavailable(name))
-    gen = make_generator(14)
-    inputs = [x.cuda() for x in random_inputs(k, shape, dtype=dtype, generator=gen, channels_last=len(shape) == 4)]
-    weights = random_simplex(k, generator=gen).cuda()
-    with backend.use_backend(name), poisoned_outputs():
-        out = weighted_sum(inputs, weights)
-    assert out.stride() == inputs[0].stride()
-    baseline = plain_pytorch_sum(inputs, weights) if dtype in LOW_PRECISION else None
-    assert_close_to_reference(out, float64_sum(inputs, weights), dtype, "weighted_sum (cuda)", baseline)

@@ -4,8 +4,9 @@ independent float64 composition of stock torch.nn.functional ops.
 The interpreter runs ~1000x slower than a GPU, so the shape grid of issue 5 (N, C, H×W,
 k, stride, training, dtype, layout, parameter dtype) is covered pairwise — every value of
 every axis, and every pair of values of any two axes, appears in CASES — not as a product.
+The kernels also compile for sm_90 without a GPU. Registration and dispatch:
+test_dwconv_se_dispatch.py.
 """
-import copy
 import itertools
 import os
 import re
@@ -14,14 +15,12 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
+from dwconv_se_checks import GRAD_NAMES, check_against_float64, composition, make_inputs, run, triton_step
 
 from dartsfast import backend
-from dartsfast.nn import MBConv
 from dartsfast.ops import dwconv_se
 from dartsfast.testing import (
     SUBPROCESS_TIMEOUT_S,
-    TOLERANCES,
     assert_close_to_reference,
     make_generator,
     poisoned_outputs,
@@ -29,79 +28,11 @@ from dartsfast.testing import (
 )
 
 triton = pytest.importorskip("triton")
-from dartsfast.ops import dwconv_se_triton, dwconv_se_triton_backward  # noqa: E402
+
+from dartsfast.ops.dwconv_se import _plan  # noqa: E402
+from dartsfast.ops.dwconv_se import triton_forward as dwconv_se_triton  # noqa: E402
 
 pytestmark = pytest.mark.interpreter
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-GRAD_NAMES = ("x", "weight", "bn_weight", "bn_bias", "se_reduce_weight", "se_reduce_bias",
-              "se_expand_weight", "se_expand_bias")
-
-
-def composition(x, weight, bn_weight, bn_bias, running_mean, running_var, srw, srb, sew, seb,
-                stride, training, momentum=0.1, eps=1e-5):
-    """DESIGN.md §2 written with stock functional ops (the oracle; no dartsfast code)."""
-    k = weight.shape[-1]
-    y = F.conv2d(x, weight, stride=stride, padding=k // 2, groups=x.shape[1])
-    y = F.silu(F.batch_norm(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps))
-    s = torch.sigmoid(F.linear(F.silu(F.linear(y.mean((2, 3)), srw, srb)), sew, seb))
-    return y * s[:, :, None, None]
-
-
-def make_inputs(n, c, hw, k, *, dtype, param_dtype, channels_last, seed, device=DEVICE):
-    """x, the 7 parameters in op order, and (running_mean, running_var); fresh random values."""
-    gen = make_generator(seed)
-    cr = max(1, c // 4)
-    x = random_tensor((n, c, *hw), dtype=dtype, generator=gen, channels_last=channels_last, device=device)
-    shapes = [((c, 1, k, k), 0.3, 0.0), ((c,), 0.3, 1.0), ((c,), 0.3, 0.0), ((cr, c), 0.5, 0.0),
-              ((cr,), 0.3, 0.0), ((c, cr), 0.5, 0.0), ((c,), 0.3, 0.0)]
-    params = [random_tensor(s, dtype=param_dtype, generator=gen, scale=sc, offset=off, device=device)
-              for s, sc, off in shapes]
-    running = (random_tensor((c,), dtype=param_dtype, generator=gen, scale=0.2, device=device),
-               random_tensor((c,), dtype=param_dtype, generator=gen, scale=0.2, device=device).abs() + 0.5)
-    return x, params, running
-
-
-def run(fn, x, params, running, grad_out, **kwargs):
-    """(out, grads of x and the 7 parameters, running_mean, running_var) of one step."""
-    leaves = [t.detach().clone().requires_grad_(True) for t in (x, *params)]
-    rm, rv = (t.detach().clone() for t in running)
-    out = fn(leaves[0], *leaves[1:4], rm, rv, *leaves[4:], **kwargs)
-    grads = torch.autograd.grad(out, leaves, grad_out)
-    return out, grads, rm, rv
-
-
-def triton_step(x, params, running, grad_out, stride, training):
-    with backend.use_backend("triton"), poisoned_outputs():
-        return run(dwconv_se, x, params, running, grad_out, stride=stride, training=training)
-
-
-def check_against_float64(x, params, running, stride, training, seed):
-    dtype = x.dtype
-    n, c, h, w = x.shape
-    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    grad_out = random_tensor((n, c, ho, wo), dtype=dtype, generator=make_generator(seed + 1), device=x.device,
-                             channels_last=x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
-    out, grads, rm, rv = triton_step(x, params, running, grad_out, stride, training)
-    up = lambda ts: [t.double() for t in ts]  # noqa: E731
-    ref, ref_grads, ref_rm, ref_rv = run(composition, x.double(), up(params), up(running), grad_out.double(),
-                                         stride=stride, training=training)
-    low = dtype in (torch.float16, torch.bfloat16)
-    # Plain PyTorch in the activation dtype (parameters too): the low-precision baseline.
-    base, base_grads, _, _ = (run(composition, x, [p.to(dtype) for p in params], [r.to(dtype) for r in running],
-                                  grad_out, stride=stride, training=training) if low else (None, [None] * 8, 0, 0))
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-        else torch.contiguous_format
-    assert out.dtype == dtype and out.shape == (n, c, ho, wo) and out.is_contiguous(memory_format=fmt)
-    assert grads[0].is_contiguous(memory_format=fmt)
-    assert_close_to_reference(out, ref, dtype, "output", base)
-    for name, got, want, b, leaf in zip(GRAD_NAMES, grads, ref_grads, base_grads, (x, *params)):
-        assert got.dtype == leaf.dtype and got.shape == leaf.shape, name
-        assert_close_to_reference(got, want, dtype, f"grad {name}", b)
-    # Running statistics live in the parameter dtype: its tolerance (fp32 ≤ 1e-5).
-    assert_close_to_reference(rm, ref_rm, running[0].dtype, "running_mean")
-    assert_close_to_reference(rv, ref_rv, running[0].dtype, "running_var")
-    if not training:
-        assert torch.equal(rm, running[0]) and torch.equal(rv, running[1])
 
 
 # (N, C, (H, W), k, stride, training, dtype, channels_last, parameters in x's dtype):
@@ -145,7 +76,7 @@ def test_small_tiles_cover_tile_loops_chunks_and_channel_blocks(monkeypatch, str
     """Tiny tiles: 24 channels → 2 channel blocks of 16 (the last partial); stride 1: 117 px
     → 8 tiles of 16 → 3 chunks of 3 (the last with an empty tile); stride 2: 35 px → 5 tiles
     of 8 → 3 chunks of 2, and the input-pixel dgrad 117 px → 15 tiles → 8 chunks."""
-    monkeypatch.setattr(dwconv_se_triton, "INTERPRETER_BLOCKS", blocks)
+    monkeypatch.setattr(_plan, "INTERPRETER_BLOCKS", blocks)
     x, params, running = make_inputs(2, 24, (9, 13), k, dtype=torch.float32, param_dtype=torch.float32,
                                      channels_last=True, seed=40 + stride)
     check_against_float64(x, params, running, stride, True, 40 + stride)
@@ -196,37 +127,6 @@ def test_gradients_are_bitwise_deterministic(training):
     assert torch.equal(first[0], second[0]) and torch.equal(first[3], second[3])
 
 
-def test_float64_runs_the_torch_reference():
-    x, params, running = make_inputs(2, 8, (7, 7), 3, dtype=torch.float64, param_dtype=torch.float64,
-                                     channels_last=True, seed=70)
-    grad_out = random_tensor((2, 8, 7, 7), dtype=torch.float64, generator=make_generator(71), device=x.device)
-    got = triton_step(x, params, running, grad_out, 1, True)
-    with backend.use_backend("torch"):
-        want = run(dwconv_se, x, params, running, grad_out, stride=1, training=True)
-    assert torch.equal(got[0], want[0]) and all(torch.equal(a, b) for a, b in zip(got[1], want[1]))
-
-
-def test_empty_batch_in_eval_mode():
-    x, params, running = make_inputs(0, 8, (7, 7), 3, dtype=torch.float32, param_dtype=torch.float32,
-                                     channels_last=True, seed=75)
-    got = triton_step(x, params, running, torch.empty(0, 8, 4, 4, device=x.device), 2, False)
-    assert got[0].shape == (0, 8, 4, 4) and got[1][0].shape == x.shape
-    assert all(torch.equal(g, torch.zeros_like(g)) for g in got[1][1:])
-
-
-def test_only_the_inputs_are_saved_for_backward():
-    """The activation memory of the op is x itself: nothing of [N, C, H', W'] is saved."""
-    x, params, running = make_inputs(3, 24, (9, 13), 3, dtype=torch.float32, param_dtype=torch.float32,
-                                     channels_last=True, seed=80)
-    leaves = [t.detach().clone().requires_grad_(True) for t in (x, *params)]
-    saved = []
-    with backend.use_backend("triton"), torch.autograd.graph.saved_tensors_hooks(
-            lambda t: saved.append(t) or t, lambda t: t):
-        dwconv_se(leaves[0], *leaves[1:4], *running, *leaves[4:], stride=2, training=True)
-    assert sum(t.numel() for t in saved) == sum(t.numel() for t in leaves)
-    assert any(t.data_ptr() == leaves[0].data_ptr() for t in saved)
-
-
 def _bad_case(name):
     x, params, running = make_inputs(2, 8, (7, 7), 3, dtype=torch.float32, param_dtype=torch.float32,
                                      channels_last=True, seed=90)
@@ -263,90 +163,12 @@ def test_bad_inputs_raise_clear_errors(name, error, message):
         dwconv_se(x, *args, **kwargs)
 
 
-@pytest.mark.parametrize("training", [True, False])
-def test_opcheck(training):
-    x, params, running = make_inputs(2, 6, (7, 7), 3, dtype=torch.float32, param_dtype=torch.float32,
-                                     channels_last=True, seed=100)
-    x.requires_grad_(True)
-    params = [p.requires_grad_(True) for p in params]
-    args = (x, *params[:3], *running, *params[3:], 2, training, 1e-5)
-    grad = random_tensor((2, 6, 4, 4), generator=make_generator(101), channels_last=True, device=x.device)
-    detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-    with backend.use_backend("triton"):
-        torch.library.opcheck(torch.ops.dartsfast.dwconv_se.default, args)
-        torch.library.opcheck(torch.ops.dartsfast.dwconv_se_backward.default, (grad, *detached))
-
-
-def test_torch_compile_fullgraph_matches_eager():
-    """One opaque op under torch.compile (aot_eager on CPU: no C++ compiler needed)."""
-    x, params, running = make_inputs(2, 8, (7, 7), 3, dtype=torch.float32, param_dtype=torch.float32,
-                                     channels_last=True, seed=110)
-
-    def step(x, params, running):
-        return dwconv_se(x, *params[:3], *running, *params[3:], stride=1, training=True).square().mean()
-
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager" if DEVICE == "cpu" else "inductor")
-    results = []
-    with backend.use_backend("triton"):
-        for fn in (step, compiled):
-            leaves = [p.detach().clone().requires_grad_(True) for p in params]
-            stats = [r.clone() for r in running]
-            loss = fn(x, leaves, stats)
-            loss.backward()
-            results.append([loss.detach(), *(p.grad for p in leaves), *stats])
-    for eager, comp in zip(*results):
-        torch.testing.assert_close(comp, eager, rtol=TOLERANCES[torch.float32] * 10, atol=1e-6)
-
-
-def test_mbconv_runs_the_triton_kernels_and_matches_the_torch_backend(monkeypatch):
-    calls = []
-    for module, name in ((dwconv_se_triton, "dwconv_se_forward_triton"),
-                         (dwconv_se_triton_backward, "dwconv_se_backward_triton")):
-        real = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a))
-    torch.manual_seed(120)
-    block = MBConv(8, 8, dw_kernel_size=5, stride=1, exp_ratio=3).to(DEVICE).train()
-    assert block.fused
-    twin = copy.deepcopy(block)
-    x = random_tensor((2, 8, 9, 13), generator=make_generator(121), channels_last=True, device=DEVICE)
-    outputs = []
-    for name, module in (("torch", block), ("triton", twin)):
-        xi = x.clone().requires_grad_(True)
-        with backend.use_backend(name):
-            out = module(xi)
-            out.square().sum().backward()
-        outputs.append((out, xi.grad, [p.grad for p in module.parameters()], list(module.buffers())))
-    assert calls == ["dwconv_se_forward_triton", "dwconv_se_backward_triton"]
-    (out_t, gx_t, gp_t, buf_t), (out_r, gx_r, gp_r, buf_r) = outputs
-    assert_close_to_reference(out_r, out_t, torch.float32, "MBConv output")
-    assert_close_to_reference(gx_r, gx_t, torch.float32, "MBConv grad x")
-    for (name, _), a, b in zip(block.named_parameters(), gp_r, gp_t):
-        assert_close_to_reference(a, b, torch.float32, f"MBConv grad {name}")
-    for a, b in zip(buf_r, buf_t):
-        assert_close_to_reference(a.double(), b.double(), torch.float32, "MBConv buffer")
-
-
-def test_import_dartsfast_without_triton():
-    """With triton hidden from the import system, dartsfast imports and says why not."""
-    code = """
-import importlib.machinery as m
-_find = m.PathFinder.find_spec
-m.PathFinder.find_spec = classmethod(
-    lambda cls, name, path=None, target=None: None if name.split('.')[0] == 'triton' else _find(name, path, target))
-import dartsfast
-from dartsfast import backend
-assert 'triton' not in backend.kernels_for('dwconv_se'), backend.kernels_for('dwconv_se')
-print(backend.why_unavailable('triton'))
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
-    assert done.returncode == 0, done.stderr
-    assert "'triton' package is not installed" in done.stdout
-
+# ----------------------------------------------------------------------------- sm_90 compile, no GPU
 
 AOT_SCRIPT = """
 import sys, triton
 from triton.backends.compiler import GPUTarget
-from dartsfast.ops import dwconv_se_triton as F, dwconv_se_triton_backward as B
+from dartsfast.ops.dwconv_se import _plan as P, triton_backward as B, triton_forward as F
 UNIT = {"sxc", "soc", "sgc", "sdc"}  # Triton specialises stride-1 arguments of real launches
 def build(fn, dtype_args, const, warps):
     const = dict(const, **{a: 1 for a in fn.arg_names if a in UNIT})
@@ -358,14 +180,14 @@ def build(fn, dtype_args, const, warps):
     triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
     print("compiled", fn.__name__, flush=True)
 act = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*bf16", "dz_ptr": "*bf16", "dx_ptr": "*bf16"}
-for block_p, block_c, warps in (F.GPU_BLOCKS, F.GPU_BLOCKS_NARROW):
+for block_p, block_c, warps in (P.GPU_BLOCKS, P.GPU_BLOCKS_NARROW):
     tile = {"STRIDE": 2, "K": 5, "BLOCK_P": block_p, "BLOCK_C": block_c}
     for mode, z_in, z_out in ((0, False, True), (1, False, False), (2, False, False), (2, True, False)):
-        build(F._dw_pass_kernel, act, dict(tile, MODE=mode, Z_IN=z_in, Z_OUT=z_out), warps)
-    build(B._bwd_sums_kernel, act, tile, warps)
-    build(B._bwd_dz_kernel, act, dict(tile, KK_PAD=32), warps)
-    build(B._dgrad_kernel, act, tile, warps)
-build(F._bn_stats_kernel, {}, {"BLOCK_T": 64, "BLOCK_C": 64}, 4)
+        build(F._dwconv_se_forward_kernel, act, dict(tile, MODE=mode, Z_IN=z_in, Z_OUT=z_out), warps)
+    build(B._dwconv_se_backward_sums_kernel, act, tile, warps)
+    build(B._dwconv_se_backward_dz_kernel, act, dict(tile, KK_PAD=32), warps)
+    build(B._dwconv_se_backward_dx_kernel, act, tile, warps)
+build(F._dwconv_se_bn_stats_kernel, {}, {"BLOCK_T": 64, "BLOCK_C": 64}, 4)
 """
 
 

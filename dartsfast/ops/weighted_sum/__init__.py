@@ -8,6 +8,11 @@ produces the K weight-grads from the same reads.
 Registered as ``torch.ops.dartsfast.weighted_sum`` (+ ``weighted_sum_backward``) so
 ``torch.compile`` and ``torch.export`` see one opaque op; the kernel that runs is
 chosen at run time by :mod:`dartsfast.backend` (torch reference, Triton, CUDA).
+
+This module is the op's only link to the backend table: it registers the kernels and
+decides what none of them handles (fp64 runs the reference, an empty input launches
+nothing). ``reference.py`` holds the torch reference and the argument checks,
+``triton.py`` the Triton kernels and their launchers (imported on the first call).
 """
 from __future__ import annotations
 
@@ -15,76 +20,20 @@ from typing import Sequence
 
 import torch
 
-from dartsfast import _ext, backend
-from dartsfast.ops._common import (
-    ACTIVATION_DTYPES,
-    accumulate_dtype,
-    check_param_dtype,
-    check_same_device,
-    check_tensor,
-    memory_format_of,
-    new_output,
+from dartsfast import _ext, _triton, backend
+from dartsfast.ops._common import memory_format_of, new_output
+from dartsfast.ops.weighted_sum.reference import (
+    as_input_list,
+    check_weighted_sum_args,
+    weighted_sum_backward_ref,
+    weighted_sum_ref,
 )
+
+__all__ = ["BACKWARD_OP", "OP", "check_weighted_sum_args", "weighted_sum", "weighted_sum_backward_ref",
+           "weighted_sum_ref"]
 
 OP = "weighted_sum"
 BACKWARD_OP = "weighted_sum_backward"
-
-
-def _as_input_list(inputs: object) -> list[torch.Tensor]:
-    if isinstance(inputs, torch.Tensor):
-        raise TypeError("inputs must be a sequence of K tensors, got a single tensor "
-                        "(for a stacked [K, ...] tensor pass list(t.unbind(0)))")
-    if not isinstance(inputs, (list, tuple)):
-        raise TypeError(f"inputs must be a list or tuple of tensors, got {type(inputs).__name__}")
-    return list(inputs)
-
-
-def check_weighted_sum_args(inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> None:
-    """Raise a ValueError/TypeError naming the bad argument; return quietly otherwise."""
-    if len(inputs) == 0:
-        raise ValueError("weighted_sum needs at least one input (got K=0)")
-    first = check_tensor("inputs[0]", inputs[0], dtypes=ACTIVATION_DTYPES)
-    for k, x in enumerate(inputs[1:], start=1):
-        check_tensor(f"inputs[{k}]", x)
-        if x.shape != first.shape:
-            raise ValueError(f"inputs[{k}] has shape {tuple(x.shape)} but inputs[0] has {tuple(first.shape)}")
-        if x.dtype != first.dtype:
-            raise TypeError(f"inputs[{k}] has dtype {x.dtype} but inputs[0] has {first.dtype}")
-        check_same_device(f"inputs[{k}]", x, "inputs[0]", first)
-    check_tensor("weights", weights, dims=1)
-    check_param_dtype("weights", weights, first.dtype)
-    if weights.shape[0] != len(inputs):
-        raise ValueError(f"weights has length {weights.shape[0]} but there are {len(inputs)} inputs")
-    check_same_device("weights", weights, "inputs[0]", first)
-
-
-# ----------------------------------------------------------------------------- torch reference
-
-def weighted_sum_ref(inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """Torch reference (CPU production path and test oracle), differentiable by autograd.
-
-    Accumulates in fp32 (fp64 for fp64 inputs) and rounds once to the input dtype.
-    """
-    x0 = inputs[0]
-    acc_dtype = accumulate_dtype(x0.dtype)
-    w = weights.to(acc_dtype)
-    acc = inputs[0].to(acc_dtype) * w[0]
-    for k in range(1, len(inputs)):
-        acc = acc + inputs[k].to(acc_dtype) * w[k]  # w[k] stays on the device: no host sync
-    return acc.to(x0.dtype).contiguous(memory_format=memory_format_of(x0))
-
-
-def weighted_sum_backward_ref(grad: torch.Tensor, inputs: Sequence[torch.Tensor],
-                              weights: torch.Tensor) -> list[torch.Tensor]:
-    """``[grad_inputs[0..K-1]..., grad_weights]``: grad_k = w_k·grad, grad_w[k] = Σ grad·x_k."""
-    acc_dtype = accumulate_dtype(inputs[0].dtype)
-    g = grad.to(acc_dtype)
-    w = weights.to(acc_dtype)
-    grad_inputs = [(g * w[k]).to(x.dtype).contiguous(memory_format=memory_format_of(x))
-                   for k, x in enumerate(inputs)]
-    grad_weights = torch.stack([(g * x.to(acc_dtype)).sum() for x in inputs]).to(weights.dtype)
-    return grad_inputs + [grad_weights]
-
 
 backend.register_kernel(OP, "torch")(weighted_sum_ref)
 backend.register_kernel(BACKWARD_OP, "torch")(weighted_sum_backward_ref)
@@ -112,14 +61,38 @@ if _ext.HAS_EXT and _ext.has_op("weighted_sum_cuda"):
 
 # ----------------------------------------------------------------------------- Triton
 
-# Kernels and launchers live in weighted_sum_triton.py; without triton it sets
-# HAS_TRITON=False and 'triton' falls back to the reference. The CUDA extension has no
-# backward, so under 'auto' on CUDA the backward runs this Triton one.
-from dartsfast.ops import weighted_sum_triton as _triton  # noqa: E402
+# Registered whenever triton is installed, without importing it: the kernel module loads
+# on the first call, so `import dartsfast` stays free of triton and TRITON_INTERPRET may
+# be set any time before that call. The CUDA extension has no backward, so under 'auto'
+# on CUDA the backward runs this Triton one.
 
-if _triton.HAS_TRITON:
-    backend.register_kernel(OP, "triton")(_triton.weighted_sum_triton)
-    backend.register_kernel(BACKWARD_OP, "triton")(_triton.weighted_sum_backward_triton)
+def _weighted_sum_triton(inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    x0 = inputs[0]
+    if x0.dtype == torch.float64:  # no fp64 kernel: the reference is the fp64 path
+        return weighted_sum_ref(inputs, weights)
+    if x0.numel() == 0:  # nothing to launch
+        return new_output(x0.shape, x0.dtype, x0.device, memory_format_of(x0))
+    from dartsfast.ops.weighted_sum import triton as kernels  # lazy: imports triton, optional and heavy
+
+    return kernels.weighted_sum_triton(inputs, weights)
+
+
+def _weighted_sum_backward_triton(grad: torch.Tensor, inputs: Sequence[torch.Tensor],
+                                  weights: torch.Tensor) -> list[torch.Tensor]:
+    x0 = inputs[0]
+    if x0.dtype == torch.float64:
+        return weighted_sum_backward_ref(grad, inputs, weights)
+    if x0.numel() == 0:
+        grads = [new_output(x0.shape, x0.dtype, x0.device, memory_format_of(x0)) for _ in inputs]
+        return grads + [torch.zeros_like(weights, memory_format=torch.contiguous_format)]
+    from dartsfast.ops.weighted_sum import triton as kernels  # lazy: imports triton, optional and heavy
+
+    return kernels.weighted_sum_backward_triton(grad, inputs, weights)
+
+
+if _triton.installed():
+    backend.register_kernel(OP, "triton")(_weighted_sum_triton)
+    backend.register_kernel(BACKWARD_OP, "triton")(_weighted_sum_backward_triton)
 
 
 # ----------------------------------------------------------------------------- registration
@@ -178,6 +151,6 @@ def weighted_sum(inputs: Sequence[torch.Tensor], weights: torch.Tensor) -> torch
         A tensor shaped like ``inputs[0]`` in its dtype and memory format
         (channels_last stays channels_last); accumulation is fp32 (fp64 for fp64).
     """
-    inputs = _as_input_list(inputs)
+    inputs = as_input_list(inputs)
     check_weighted_sum_args(inputs, weights)
     return torch.ops.dartsfast.weighted_sum(inputs, weights)

@@ -1,5 +1,6 @@
-"""Triton kernels for ``dwconv_se`` (the MBConv middle), forward; the backward is in
-:mod:`dartsfast.ops.dwconv_se_triton_backward`.
+"""Triton kernels for ``dwconv_se`` (the MBConv middle), forward, and their launcher; the
+backward is in :mod:`dartsfast.ops.dwconv_se.triton_backward`. Imported on the first Triton
+call by the op's registration (``dartsfast.ops.dwconv_se``), never by ``import dartsfast``.
 
 Layout: NHWC (channels_last) is the fast path — a program owns a tile of BLOCK_P output
 pixels × BLOCK_C contiguous channels, so every load/store is a contiguous run of channels.
@@ -10,16 +11,16 @@ fp32/fp16/bf16 activations, fp32 accumulation; fp64 runs on the torch reference.
 Passes of the training forward (b = element size, M_in = N·H·W·C, M_out = N·H'·W'·C;
 DRAM bytes, halo re-reads of neighbouring pixels hit L2 and are not counted):
 
-1. ``_dw_pass_kernel[MODE_STATS]``: depthwise conv, per-program BN partials
+1. ``_dwconv_se_forward_kernel[MODE_STATS]``: depthwise conv, per-program BN partials
    (count, mean, M2 — Chan/Welford, robust where Σz² − (Σz)²/n would cancel):
    reads M_in·b, writes 2·T·C·4 (T = N·chunks, partials of TILES·BLOCK_P pixels each)
    [+ M_out·4 when z is stored, see below].
-2. ``_bn_stats_kernel``: combines the T partials in a fixed order (no atomics) into the
+2. ``_dwconv_se_bn_stats_kernel``: combines the T partials in a fixed order (no atomics) into the
    batch mean and biased variance: reads 2·T·C·4, writes 4·C·4.
-3. ``_dw_pass_kernel[MODE_POOL]``: conv (or z), BN + SiLU, per-(n, chunk) SE sums of y;
+3. ``_dwconv_se_forward_kernel[MODE_POOL]``: conv (or z), BN + SiLU, per-(n, chunk) SE sums of y;
    nothing full-size is written: reads M_in·b (stored z: M_out·4), writes T·C·4.
 4. SE MLP in torch on [N, C] (tiny).
-5. ``_dw_pass_kernel[MODE_APPLY]``: conv (or z) + BN + SiLU, writes out = y·gate:
+5. ``_dwconv_se_forward_kernel[MODE_APPLY]``: conv (or z) + BN + SiLU, writes out = y·gate:
    reads M_in·b (stored z: M_out·4), writes M_out·b.
 
 Recompute or store z, by the byte count (``store_z_saves_bytes``): z is kept in fp32 —
@@ -40,16 +41,14 @@ Every output buffer comes from ``new_output`` (NaN-poisoned under test).
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
-
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
 from dartsfast.ops._common import memory_format_of, new_output
+from dartsfast.ops.dwconv_se._plan import Plan, as_channels_last, device_guard, filter_taps, fp32, nhwc_strides, se_gate
+from dartsfast.ops.dwconv_se._tiles import VARYING, bn_params, dwconv_tile, pixel_tile, program_tile, sigmoid, tile_ptrs
+from dartsfast.ops.dwconv_se.reference import output_size
 
 # tl.constexpr so the kernels may read them as globals (Triton rejects plain global ints).
 MODE_STATS, MODE_POOL, MODE_APPLY = tl.constexpr(0), tl.constexpr(1), tl.constexpr(2)
@@ -57,47 +56,13 @@ MODE_STATS, MODE_POOL, MODE_APPLY = tl.constexpr(0), tl.constexpr(1), tl.constex
 
 # ----------------------------------------------------------------------------- kernels
 
-@triton.jit
-def _dwconv_tile(x_img, w_ptr, ho, wo, p_mask, c, c_mask, C, H, W, sxh, sxw, sxc,
-                 STRIDE: tl.constexpr, K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """z[p, c] of one tile in fp32; padded taps and masked pixels contribute 0."""
-    PAD: tl.constexpr = K // 2
-    h0 = ho * STRIDE - PAD
-    w0 = wo * STRIDE - PAD
-    # One pointer tile at the window's corner; each tap adds a scalar offset, and the row
-    # mask is built once per kernel row: ~12 instead of ~25 integer ops per tap. The kernel
-    # rows are a real loop: fully unrolled, ptxas hoists all k² tile loads and spills.
-    base = x_img + (h0 * sxh + w0 * sxw)[:, None] + (c * sxc)[None, :]
-    acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
-    for kh in range(K):
-        row_ok = p_mask & (h0 + kh >= 0) & (h0 + kh < H)
-        for kw in tl.static_range(K):
-            ok = row_ok & (w0 + kw >= 0) & (w0 + kw < W)
-            xv = tl.load(base + (kh * sxh + kw * sxw), mask=ok[:, None] & c_mask[None, :], other=0.0)
-            # Filter stored [K*K, C] fp32: one contiguous BLOCK_C vector per tap (L1-resident).
-            wv = tl.load(w_ptr + (kh * K + kw) * C + c, mask=c_mask, other=0.0)
-            acc += xv.to(tl.float32) * wv[None, :]
-    return acc
-
-
-@triton.jit
-def _sigmoid(a):
-    # exp-based (no libdevice: the interpreter has none); a → -inf gives 1/inf = 0.
-    return 1.0 / (1.0 + tl.exp(-a))
-
-
-# Shape integers that vary from layer to layer are not specialised on (divisibility by 16,
-# == 1): each new pattern would be another compile (~1 s) per kernel. C and the strides
-# still are — their divisibility is what lets a thread load 8 channels as one vector.
-_VARYING = ["H", "W", "Wo", "HWo", "CHUNKS", "TILES"]
-
-
-@triton.jit(do_not_specialize=_VARYING)
-def _dw_pass_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_ptr, part2_ptr, out_ptr, z_ptr,
-                    C, H, W, Wo, HWo, CHUNKS, TILES,
-                    sxn, sxh, sxw, sxc, son, soh, sow, soc,
-                    MODE: tl.constexpr, Z_IN: tl.constexpr, Z_OUT: tl.constexpr, STRIDE: tl.constexpr,
-                    K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+@triton.jit(do_not_specialize=VARYING)
+def _dwconv_se_forward_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_ptr, part2_ptr,
+                              out_ptr, z_ptr,
+                              C, H, W, Wo, HWo, CHUNKS, TILES,
+                              sxn, sxh, sxw, sxc, son, soh, sow, soc,
+                              MODE: tl.constexpr, Z_IN: tl.constexpr, Z_OUT: tl.constexpr, STRIDE: tl.constexpr,
+                              K: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """One program: image n, pixel chunk (TILES tiles of BLOCK_P output pixels), BLOCK_C channels.
 
     MODE_STATS: per-chunk mean and M2 of z → part_ptr, part2_ptr  [N*CHUNKS, C] fp32
@@ -106,17 +71,11 @@ def _dw_pass_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_
     Z_OUT: also store the conv output z to z_ptr ([N, H', W', C] dense, fp32);
     Z_IN: read z from z_ptr instead of convolving x (see "Recompute or store z" above).
     """
-    pid = tl.program_id(0)
-    n = pid // CHUNKS
-    chunk = pid % CHUNKS
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = c < C
+    pid, n, chunk, c, c_mask = program_tile(CHUNKS, C, BLOCK_C)
     x_img = x_ptr + n.to(tl.int64) * sxn
     z_img = z_ptr + n.to(tl.int64) * HWo * C
     if MODE != MODE_STATS:
-        mean = tl.load(mean_ptr + c, mask=c_mask, other=0.0)
-        scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
-        beta = tl.load(beta_ptr + c, mask=c_mask, other=0.0)
+        mean, scale, beta = bn_params(mean_ptr, scale_ptr, beta_ptr, c, c_mask)
     if MODE == MODE_APPLY:
         gate = tl.load(gate_ptr + n * C + c, mask=c_mask, other=0.0)
         out_img = out_ptr + n.to(tl.int64) * son
@@ -124,16 +83,13 @@ def _dw_pass_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_
     acc = tl.zeros([BLOCK_C], dtype=tl.float32)
     acc2 = tl.zeros([BLOCK_C], dtype=tl.float32)
     for t in range(TILES):
-        p = (chunk * TILES + t) * BLOCK_P + tl.arange(0, BLOCK_P)
-        p_mask = p < HWo
-        ho = p // Wo
-        wo = p - ho * Wo
+        p, p_mask, ho, wo = pixel_tile(chunk, t, TILES, HWo, Wo, BLOCK_P)
         z_ptrs = z_img + (p * C)[:, None] + c[None, :]
         if Z_IN:
             z = tl.load(z_ptrs, mask=p_mask[:, None] & c_mask[None, :], other=0.0).to(tl.float32)
         else:
-            z = _dwconv_tile(x_img, w_ptr, ho, wo, p_mask, c, c_mask, C, H, W, sxh, sxw, sxc,
-                             STRIDE, K, BLOCK_P, BLOCK_C)
+            z = dwconv_tile(x_img, w_ptr, ho, wo, p_mask, c, c_mask, C, H, W, sxh, sxw, sxc,
+                            STRIDE, K, BLOCK_P, BLOCK_C)
             if Z_OUT:
                 tl.store(z_ptrs, z.to(z_ptr.dtype.element_ty), mask=p_mask[:, None] & c_mask[None, :])
         if MODE == MODE_STATS:
@@ -150,13 +106,13 @@ def _dw_pass_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_
             count = new_count
         else:
             a = (z - mean[None, :]) * scale[None, :] + beta[None, :]
-            y = a * _sigmoid(a)
+            y = a * sigmoid(a)
             if MODE == MODE_POOL:
                 acc += tl.sum(tl.where(p_mask[:, None], y, 0.0), axis=0)
             else:
                 out = y * gate[None, :]
-                ptrs = out_img + (ho * soh + wo * sow)[:, None] + (c * soc)[None, :]
-                tl.store(ptrs, out.to(out_ptr.dtype.element_ty), mask=p_mask[:, None] & c_mask[None, :])
+                tl.store(tile_ptrs(out_img, ho, wo, c, soh, sow, soc), out.to(out_ptr.dtype.element_ty),
+                         mask=p_mask[:, None] & c_mask[None, :])
     if MODE != MODE_APPLY:
         tl.store(part_ptr + pid * C + c, acc, mask=c_mask)
     if MODE == MODE_STATS:
@@ -164,9 +120,9 @@ def _dw_pass_kernel(x_ptr, w_ptr, mean_ptr, scale_ptr, beta_ptr, gate_ptr, part_
 
 
 @triton.jit(do_not_specialize=["T", "CHUNKS", "HWo", "CHUNK_P"])
-def _bn_stats_kernel(mean_part_ptr, m2_part_ptr, gamma_ptr, mean_ptr, var_ptr, scale_ptr, inv_std_ptr,
-                     T, C, CHUNKS, HWo, CHUNK_P, total, eps,
-                     BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
+def _dwconv_se_bn_stats_kernel(mean_part_ptr, m2_part_ptr, gamma_ptr, mean_ptr, var_ptr, scale_ptr, inv_std_ptr,
+                               T, C, CHUNKS, HWo, CHUNK_P, total, eps,
+                               BLOCK_T: tl.constexpr, BLOCK_C: tl.constexpr):
     """Batch mean / biased var from T chunk partials, always summed in the same order.
 
     Two sweeps (mean first, then Σ M2_t + n_t (mean_t − mean)²) keep the combination as
@@ -205,74 +161,9 @@ def _bn_stats_kernel(mean_part_ptr, m2_part_ptr, gamma_ptr, mean_ptr, var_ptr, s
 
 # ----------------------------------------------------------------------------- launch helpers
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-# (BLOCK_P, BLOCK_C, tiles per program) for the Triton interpreter (CPU tensors).
-INTERPRETER_BLOCKS = (64, 128, 1)
-# (BLOCK_P, BLOCK_C, num_warps) on CUDA, for C > 32 and C ≤ 32 (see Plan).
-GPU_BLOCKS, GPU_BLOCKS_NARROW = (32, 64, 8), (64, 32, 8)
-
-
-class Plan:
-    """Tile sizes and grid of one launch family over an [N, HWo, C] pixel space."""
-
-    def __init__(self, n: int, hw: int, c: int, device: torch.device):
-        self.n, self.hw, self.c = n, hw, c
-        if device.type != "cuda":
-            # Interpreter: its cost is per executed op, not per element, so few big programs.
-            # Tests shrink these (see INTERPRETER_BLOCKS) to cover tile loops, several
-            # chunks per image and several channel blocks.
-            self.block_p, self.block_c, self.tiles = INTERPRETER_BLOCKS
-            self.num_warps = 4
-        else:
-            # 2048-element tiles at 8 warps: 8 fp32 accumulators and one 16-byte bf16 vector
-            # per thread and tap. ptxas for sm_90 (AOT, no GPU, Triton's own flags):
-            # 72–175 registers, no spills (64×64 spilled up to 236 bytes; 4 warps, more).
-            # C ≤ 32 takes 64 px × 32 ch instead of masking half of a 64-channel block.
-            self.block_p, self.block_c, self.num_warps = GPU_BLOCKS if c > 32 else GPU_BLOCKS_NARROW
-            base = n * triton.cdiv(hw, self.block_p) * triton.cdiv(c, self.block_c)
-            # Loop over tiles inside a program while ≥ 8 programs per SM remain: fewer,
-            # larger partials (T·C·4 bytes each) without starving the GPU.
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            self.tiles = max(1, min(8, base // (8 * _sm_count(index))))
-        self.chunks = triton.cdiv(triton.cdiv(hw, self.block_p), self.tiles)
-        self.chunk_p = self.tiles * self.block_p
-        self.grid = (n * self.chunks, triton.cdiv(c, self.block_c))
-
-    @property
-    def rows(self) -> int:
-        """Number of partial rows (one per program along axis 0)."""
-        return self.n * self.chunks
-
-
-def device_guard(device: torch.device):
-    """Triton launches on the current CUDA device: make it x's."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:
-    """(n, h, w, c) strides of a 4-D [N, C, H, W] tensor."""
-    sn, sc, sh, sw = t.stride()
-    return sn, sh, sw, sc
-
-
-def as_channels_last(t: torch.Tensor) -> torch.Tensor:
-    """t itself when already NHWC-dense, else one conversion (the only copy NCHW costs)."""
-    return t if t.is_contiguous(memory_format=torch.channels_last) else t.contiguous(memory_format=torch.channels_last)
-
-
-def filter_taps(weight: torch.Tensor) -> torch.Tensor:
-    """[C, 1, k, k] → [k*k, C] fp32, so each tap's weights are one contiguous vector."""
-    c, _, k, _ = weight.shape
-    return weight.reshape(c, k * k).t().to(torch.float32).contiguous()
-
-
 def launch_pass(mode, x, w_taps, plan, k, stride, ho_wo, *, mean=None, scale=None, beta=None, gate=None,
                 part=None, part2=None, out=None, z=None, z_in=False):
-    """Launch ``_dw_pass_kernel``; unused pointer arguments get a dummy tensor.
+    """Launch ``_dwconv_se_forward_kernel``; unused pointer arguments get a dummy tensor.
 
     With ``z`` given, the pass reads z from it (``z_in``) or convolves x and stores z there.
     """
@@ -280,7 +171,7 @@ def launch_pass(mode, x, w_taps, plan, k, stride, ho_wo, *, mean=None, scale=Non
     _, c, h, w = x.shape
     sxn, sxh, sxw, sxc = nhwc_strides(x)
     son, soh, sow, soc = nhwc_strides(out) if out is not None else (0, 0, 0, 0)
-    _dw_pass_kernel[plan.grid](
+    _dwconv_se_forward_kernel[plan.grid](
         x, w_taps, mean if mean is not None else dummy, scale if scale is not None else dummy,
         beta if beta is not None else dummy, gate if gate is not None else dummy,
         part if part is not None else dummy, part2 if part2 is not None else dummy,
@@ -300,7 +191,7 @@ def batch_stats(x, w_taps, bn_weight32, plan, k, stride, ho_wo, eps, z=None):
     launch_pass(MODE_STATS, x, w_taps, plan, k, stride, ho_wo, part=mean_part, part2=m2_part, z=z)
     mean, var, scale, inv_std = (new_output((c,), torch.float32, x.device) for _ in range(4))
     block_c = 64
-    _bn_stats_kernel[(triton.cdiv(c, block_c),)](
+    _dwconv_se_bn_stats_kernel[(triton.cdiv(c, block_c),)](
         mean_part, m2_part, bn_weight32, mean, var, scale, inv_std,
         plan.rows, c, plan.chunks, plan.hw, plan.chunk_p, float(plan.rows // plan.chunks * plan.hw), eps,
         BLOCK_T=64, BLOCK_C=block_c)
@@ -316,17 +207,6 @@ def store_z_saves_bytes(m_in: int, m_out: int, elem: int, training: bool) -> boo
     return store < recompute
 
 
-def se_gate(pooled, srw, srb, sew, seb):
-    """The tiny SE MLP on [N, C] in fp32: (h, silu(h), sigmoid gate)."""
-    h = F.linear(pooled, srw, srb)
-    h_act = F.silu(h)
-    return h, h_act, torch.sigmoid(F.linear(h_act, sew, seb))
-
-
-def fp32(*tensors):
-    return [t.detach().to(torch.float32).contiguous() for t in tensors]
-
-
 # ----------------------------------------------------------------------------- forward launcher
 
 def dwconv_se_forward_triton(x, weight, bn_weight, bn_bias, running_mean, running_var,
@@ -335,20 +215,13 @@ def dwconv_se_forward_triton(x, weight, bn_weight, bn_bias, running_mean, runnin
     """Same contract as the torch kernel: ``(out, batch_mean, batch_var_biased)``.
 
     out: x's shape/dtype/memory format; mean/var: [C] fp32 (the running stats cast to
-    fp32 in eval mode). fp64 and empty inputs run the torch reference.
+    fp32 in eval mode). x is fp32/fp16/bf16 and not empty: the op's registration sends
+    fp64 and empty batches to the torch reference.
     """
-    # Lazy (dwconv_se.py imports this module); import_module because dartsfast.ops.dwconv_se
-    # as an attribute is the re-exported function, not the module.
-    ref = importlib.import_module("dartsfast.ops.dwconv_se")
-
-    if x.dtype == torch.float64 or x.numel() == 0:  # empty: no grid to launch (eval with N = 0)
-        return ref._dwconv_se_forward_ref(x, weight, bn_weight, bn_bias, running_mean, running_var,
-                                          se_reduce_weight, se_reduce_bias, se_expand_weight,
-                                          se_expand_bias, stride, training, eps)
     layout = memory_format_of(x)
     n, c, h, w = x.shape
     k = weight.shape[-1]
-    ho_wo = (ref.output_size(h, k, stride), ref.output_size(w, k, stride))
+    ho_wo = (output_size(h, k, stride), output_size(w, k, stride))
     with device_guard(x.device):
         xc = as_channels_last(x)
         w_taps = filter_taps(weight)

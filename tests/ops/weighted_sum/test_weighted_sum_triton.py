@@ -1,18 +1,26 @@
 """weighted_sum's Triton kernels against independent float64 references: forward, backward,
-chunking of large K, layouts, determinism, errors, registration (opcheck, torch.compile)
-and a tiny supernet. `interpreter` tests run the kernels on CPU tensors (TRITON_INTERPRET=1,
-set by conftest); `gpu` tests repeat them at real sizes on CUDA."""
+chunking of large K, layouts, determinism and errors. `interpreter` tests run the kernels on
+CPU tensors (TRITON_INTERPRET=1, set by conftest); `gpu` tests repeat them at real sizes on
+CUDA; the kernels also compile for sm_90 without a GPU. Registration and dispatch:
+test_weighted_sum_dispatch.py."""
 import pytest
 import torch
+from weighted_sum_checks import (
+    LOW_PRECISION,
+    check_backward,
+    check_forward,
+    float64_grads,
+    float64_sum,
+    gpu,
+    interpreter,
+    plain_pytorch_sum,
+)
 
 from dartsfast import backend
 from dartsfast.ops import weighted_sum
-from dartsfast.ops import weighted_sum_triton as wst
-from dartsfast.ops._common import memory_format_of
-from dartsfast.ops.weighted_sum import BACKWARD_OP, OP
+from dartsfast.ops.weighted_sum import _weighted_sum_backward_triton, _weighted_sum_triton
 from dartsfast.testing import (
     SUBPROCESS_TIMEOUT_S,
-    TOLERANCES,
     assert_close_to_reference,
     make_generator,
     poisoned_outputs,
@@ -21,72 +29,19 @@ from dartsfast.testing import (
     random_tensor,
 )
 
-LOW_PRECISION = (torch.float16, torch.bfloat16)
+triton = pytest.importorskip("triton")
+
+from dartsfast.ops.weighted_sum import triton as wst  # noqa: E402  (imports triton)
+
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 KS = (1, 2, 3, 7, 8, 9, 20)
+
+
 # Not multiples of the interpreter's 256-element block: 1 and 7 are one masked program,
 # 4099 is 16 full programs and a 3-element tail.
 SIZES = ((1,), (7,), (1023,), (4099,))
-
-_NO_INTERPRETER = not backend.triton_interpreter_enabled() or bool(backend.why_unavailable("triton"))
-_NO_GPU = bool(backend.why_unavailable("triton")) or not torch.cuda.is_available()
-
-
-def interpreter(test):
-    """Triton kernels on CPU tensors; skipped where the interpreter is off (a GPU machine)."""
-    skip = pytest.mark.skipif(_NO_INTERPRETER, reason="needs triton with TRITON_INTERPRET=1")
-    return pytest.mark.interpreter(skip(test))
-
-
-def gpu(test):
-    return pytest.mark.gpu(pytest.mark.skipif(_NO_GPU, reason="needs triton and a CUDA device")(test))
-
-
-def float64_sum(inputs, weights):
-    """Independent oracle: plain float64 arithmetic, no dartsfast code."""
-    return sum(w * x.double() for w, x in zip(weights.double().unbind(0), inputs))
-
-
-def plain_pytorch_sum(inputs, weights):
-    """Eager PyTorch in the inputs' dtype: the low-precision error baseline."""
-    w = weights.to(inputs[0].dtype)
-    return sum(w[k] * x for k, x in enumerate(inputs))
-
-
-def float64_grads(inputs, weights, grad_out):
-    """(input grads, weight grads) of float64_sum by float64 autograd."""
-    xs = [x.detach().double().requires_grad_(True) for x in inputs]
-    w = weights.detach().double().requires_grad_(True)
-    float64_sum(xs, w).backward(grad_out.double())
-    return [x.grad for x in xs], w.grad
-
-
-def check_forward(inputs, weights, what="weighted_sum"):
-    dtype = inputs[0].dtype
-    with backend.use_backend("triton"), poisoned_outputs():
-        out = weighted_sum(inputs, weights)
-    assert out.dtype == dtype and out.shape == inputs[0].shape
-    assert out.is_contiguous(memory_format=memory_format_of(inputs[0]))
-    baseline = plain_pytorch_sum(inputs, weights) if dtype in LOW_PRECISION else None
-    assert_close_to_reference(out, float64_sum(inputs, weights), dtype, what, baseline)
-    return out
-
-
-def check_backward(inputs, weights, grad_out):
-    dtype = inputs[0].dtype
-    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
-    w = weights.detach().clone().requires_grad_(True)
-    with backend.use_backend("triton"), poisoned_outputs():
-        weighted_sum(xs, w).backward(grad_out)
-    ref_x, ref_w = float64_grads(inputs, weights, grad_out)
-    for i, (x, ref) in enumerate(zip(xs, ref_x)):
-        assert x.grad.dtype == dtype and x.grad.stride() == x.stride()
-        assert_close_to_reference(x.grad, ref, dtype, f"grad inputs[{i}]")
-    assert w.grad.dtype == weights.dtype
-    # Σ grad·y_k over inputs already rounded to `dtype`: products of two fp16/bf16 numbers
-    # are exact in fp32, so only the fp32 summation differs from float64.
-    assert_close_to_reference(w.grad, ref_w, torch.float32, "grad weights")
-    return [x.grad for x in xs], w.grad
 
 
 # ----------------------------------------------------------------------------- interpreter
@@ -198,21 +153,10 @@ def test_expanded_grad_and_empty_inputs():
     torch.testing.assert_close(w.grad, torch.stack([x.detach().sum() for x in xs]), rtol=1e-6, atol=1e-6)
     empty = [torch.empty(0, 3) for _ in range(3)]
     with poisoned_outputs():
-        assert wst.weighted_sum_triton(empty, w.detach()[:1].expand(3)).shape == (0, 3)
-        grads = wst.weighted_sum_backward_triton(torch.empty(0, 3), empty, torch.ones(3))
+        # Empty inputs never reach the launchers: the Triton kernels' registration answers.
+        assert _weighted_sum_triton(empty, w.detach()[:1].expand(3)).shape == (0, 3)
+        grads = _weighted_sum_backward_triton(torch.empty(0, 3), empty, torch.ones(3))
     assert [tuple(g.shape) for g in grads] == [(0, 3)] * 3 + [(3,)] and torch.equal(grads[-1], torch.zeros(3))
-
-
-@interpreter
-def test_float64_runs_the_reference_under_triton(triton_calls):
-    gen = make_generator(750)
-    inputs = random_inputs(3, (5, 7), dtype=torch.float64, generator=gen)
-    weights = random_simplex(3, dtype=torch.float64, generator=gen)
-    grad_out = random_tensor((5, 7), dtype=torch.float64, generator=gen)
-    out = check_forward(inputs, weights)
-    grads, grad_w = check_backward(inputs, weights, grad_out)
-    assert triton_calls == {OP: 2, BACKWARD_OP: 1}  # selected, then delegated to the reference
-    assert out.dtype == grads[0].dtype == grad_w.dtype == torch.float64
 
 
 @pytest.mark.parametrize("bad, error, message", [
@@ -239,95 +183,6 @@ def test_bad_max_arity(max_arity):
         wst.weighted_sum_triton([torch.ones(3)], torch.ones(1), max_arity=max_arity)
 
 
-@interpreter
-def test_triton_backend_selects_the_triton_kernels():
-    cpu = torch.device("cpu")
-    with backend.use_backend("triton"):
-        assert backend.select(OP, cpu) == ("triton", wst.weighted_sum_triton)
-        assert backend.select(BACKWARD_OP, cpu) == ("triton", wst.weighted_sum_backward_triton)
-
-
-@pytest.fixture
-def triton_calls(monkeypatch):
-    """Counts calls into the Triton launchers, so a test cannot pass on a silent fallback."""
-    calls = {OP: 0, BACKWARD_OP: 0}
-    for op in calls:
-        kernel = backend._kernels[op]["triton"]
-
-        def counted(*args, _kernel=kernel, _op=op):
-            calls[_op] += 1
-            return _kernel(*args)
-
-        monkeypatch.setitem(backend._kernels, op, {**backend._kernels[op], "triton": counted})
-    return calls
-
-
-@interpreter
-def test_opcheck_with_triton_backend(triton_calls):
-    gen = make_generator(900)
-    inputs = random_inputs(3, (2, 3, 4, 5), generator=gen, channels_last=True, requires_grad=True)
-    weights = random_simplex(3, generator=gen).requires_grad_(True)
-    grad = random_tensor((2, 3, 4, 5), generator=gen)
-    with backend.use_backend("triton"):
-        torch.library.opcheck(torch.ops.dartsfast.weighted_sum.default, (inputs, weights))
-        torch.library.opcheck(torch.ops.dartsfast.weighted_sum_backward.default,
-                              (grad, [x.detach() for x in inputs], weights.detach()))
-    assert triton_calls[OP] > 0 and triton_calls[BACKWARD_OP] > 0
-
-
-@interpreter
-def test_torch_compile_fullgraph_with_triton_backend(triton_calls):
-    gen = make_generator(1000)
-    inputs = random_inputs(4, (2, 8, 5, 5), generator=gen, channels_last=True)
-    weights = random_simplex(4, generator=gen)
-
-    def loss_fn(xs, w):
-        return (weighted_sum(xs, torch.softmax(w, 0)) ** 2).sum()
-
-    # aot_eager traces the op and its backward without inductor's C++ compiler.
-    compiled = torch.compile(loss_fn, fullgraph=True, backend="aot_eager")
-    results = []
-    for fn, name in ((loss_fn, "torch"), (compiled, "triton")):
-        xs = [x.clone().requires_grad_(True) for x in inputs]
-        w = weights.clone().requires_grad_(True)
-        with backend.use_backend(name), poisoned_outputs():
-            loss = fn(xs, w)
-            loss.backward()
-        results.append((loss.detach(), w.grad, xs[2].grad))
-    assert triton_calls == {OP: 1, BACKWARD_OP: 1}
-    for eager, comp in zip(*results):
-        torch.testing.assert_close(comp, eager, rtol=TOLERANCES[torch.float32], atol=1e-6)
-
-
-@interpreter
-def test_supernet_same_loss_and_grads_with_triton(triton_calls):
-    from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
-
-    ops = ("skip_connect", "avg_pool_3x3", "none")
-    torch.manual_seed(0)
-    # 2 nodes per cell (5 edges, not 14): each interpreted launch costs ~50 ms here.
-    net = Supernet(4, 10, 3, ops, in_channels=1, steps=2, multiplier=2)
-    model = SearchModel(net, ArchParams(len(ops), steps=2, init_scale=1.0))
-    x = torch.randn(2, 1, 8, 8, generator=make_generator(1100))
-    target = torch.tensor([3, 7])
-    results = {}
-    for name in ("torch", "triton"):
-        model.zero_grad(set_to_none=True)
-        with backend.use_backend(name), poisoned_outputs():
-            loss = torch.nn.functional.cross_entropy(model(x), target)
-            loss.backward()
-        results[name] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
-    # 5 edges × 3 cells, one forward and one backward launch each.
-    assert triton_calls == {OP: 15, BACKWARD_OP: 15}
-    (loss_t, grads_t), (loss_x, grads_x) = results["torch"], results["triton"]
-    assert_close_to_reference(loss_x, loss_t, torch.float32, "loss")
-    assert grads_t.keys() == grads_x.keys()
-    for n in ("arch.alphas_normal", "arch.alphas_reduce", "net.stem.0.weight", "net.classifier.weight"):
-        assert grads_t[n].abs().sum() > 0, n
-    for n, g in grads_x.items():
-        assert_close_to_reference(g, grads_t[n], torch.float32, f"grad {n}")
-
-
 # ----------------------------------------------------------------------------- sm_90 compile, no GPU
 
 # The interpreter runs kernels the GPU compiler would reject (it checks no types, layouts or
@@ -339,7 +194,7 @@ import triton
 from triton import knobs
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from dartsfast.ops import weighted_sum_triton as W
+from dartsfast.ops.weighted_sum import triton as W
 knobs.nvidia.dump_ptxas_log = True
 D16 = [["tt.divisibility", 16]]
 
@@ -380,11 +235,10 @@ def _allowed_spill_bytes() -> int:
     none (measured with this script, both versions, 2026-11-30). Far from register
     pressure, so a one-value stack slot, not a loop of spills; the GPU run's % of bandwidth
     says whether it costs anything."""
-    major, minor = (int(v) for v in wst.triton.__version__.split(".")[:2])
+    major, minor = (int(v) for v in triton.__version__.split(".")[:2])
     return 8 if (major, minor) < (3, 7) else 0
 
 
-@pytest.mark.skipif(not wst.HAS_TRITON, reason=wst.WHY_NOT or "needs triton")
 def test_kernels_compile_for_sm90_without_spills_and_with_vector_loads(tmp_path):
     import importlib.util
     import json
@@ -431,12 +285,6 @@ def test_gpu_forward_backward_match_float64(dtype, k, shape, channels_last):
     first = check_backward(inputs, weights, grad_out)
     second = check_backward(inputs, weights, grad_out)
     assert torch.equal(first[1], second[1]), "weight grads differ between two identical runs"
-
-
-@gpu
-def test_gpu_auto_backend_runs_triton_backward():
-    with backend.use_backend("auto"):
-        assert backend.select(BACKWARD_OP, torch.device("cuda"))[0] == "triton"
 
 
 @gpu

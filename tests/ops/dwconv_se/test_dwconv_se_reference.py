@@ -1,58 +1,20 @@
-"""dwconv_se: the op against the composition of standard PyTorch modules in float64,
-its hand-written backward, running statistics, registration and errors."""
+"""dwconv_se: the op on its torch reference against the composition of standard PyTorch
+modules in float64, its hand-written backward, running statistics and errors.
+Registration (opcheck, torch.compile, the Triton backend): test_dwconv_se_dispatch.py."""
 import itertools
 
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from dwconv_se_checks import make_module
 
 from dartsfast import backend
 from dartsfast.ops import dwconv_se, dwconv_se_ref
 from dartsfast.testing import (
-    TOLERANCES,
     assert_close_to_reference,
     make_generator,
     poisoned_outputs,
     random_tensor,
 )
-
-
-class ModuleComposition(nn.Module):
-    """The independent oracle: stock nn modules, exactly as DESIGN.md §2 writes the op."""
-
-    def __init__(self, channels, reduced, kernel_size, stride):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, kernel_size, stride, kernel_size // 2, groups=channels, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
-        self.reduce = nn.Linear(channels, reduced)
-        self.expand = nn.Linear(reduced, channels)
-
-    def forward(self, x):
-        y = F.silu(self.bn(self.conv(x)))
-        s = torch.sigmoid(self.expand(F.silu(self.reduce(y.mean((2, 3))))))
-        return y * s[:, :, None, None]
-
-    def op_args(self):
-        """Arguments for dwconv_se sharing this module's parameters and buffers."""
-        return (self.conv.weight, self.bn.weight, self.bn.bias, self.bn.running_mean, self.bn.running_var,
-                self.reduce.weight, self.reduce.bias, self.expand.weight, self.expand.bias)
-
-    def parameters_in_op_order(self):
-        return [self.conv.weight, self.bn.weight, self.bn.bias, self.reduce.weight, self.reduce.bias,
-                self.expand.weight, self.expand.bias]
-
-
-def make_module(channels, kernel_size, stride, *, seed, dtype=torch.float64, reduced=None):
-    torch.manual_seed(seed)
-    module = ModuleComposition(channels, reduced or max(1, channels // 4), kernel_size, stride).to(dtype)
-    gen = make_generator(seed)
-    with torch.no_grad():  # non-trivial BN affine and running statistics
-        module.bn.weight.copy_(random_tensor((channels,), generator=gen, scale=0.3, offset=1.0))
-        module.bn.bias.copy_(random_tensor((channels,), generator=gen, scale=0.3))
-        module.bn.running_mean.copy_(random_tensor((channels,), generator=gen, scale=0.2))
-        module.bn.running_var.copy_(random_tensor((channels,), generator=gen, scale=0.2).abs() + 0.5)
-    return module
 
 
 def clone_op_args(module):
@@ -208,37 +170,6 @@ def test_weight_grads_are_deterministic():
         runs.append([args[i].grad for i in (0, 1, 2, 5, 6, 7, 8)])
     for later in runs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(runs[0], later))
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_opcheck(training):
-    module = make_module(6, 3, 2, seed=17, reduced=2).float()
-    x = random_tensor((2, 6, 7, 7), generator=make_generator(18), channels_last=True, requires_grad=True)
-    w, bnw, bnb, rm, rv, srw, srb, sew, seb = [t.detach().clone().requires_grad_(t.requires_grad)
-                                                for t in module.op_args()]
-    args = (x, w, bnw, bnb, rm, rv, srw, srb, sew, seb, 2, training, 1e-5)
-    torch.library.opcheck(torch.ops.dartsfast.dwconv_se.default, args)
-    grad = random_tensor((2, 6, 4, 4), generator=make_generator(19), channels_last=True)
-    detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-    torch.library.opcheck(torch.ops.dartsfast.dwconv_se_backward.default, (grad, *detached))
-
-
-def test_torch_compile_fullgraph_matches_eager():
-    module = make_module(8, 3, 1, seed=20).float()
-    x = random_tensor((2, 8, 7, 7), generator=make_generator(21), channels_last=True)
-
-    def step(x, args):
-        return dwconv_se(x, *args, stride=1, training=True).square().mean()
-
-    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
-    results = []
-    for fn in (step, compiled):
-        args = [t.detach().clone().requires_grad_(t.requires_grad) for t in module.op_args()]
-        loss = fn(x, args)
-        loss.backward()
-        results.append([loss.detach(), args[0].grad, args[5].grad, args[3], args[4]])
-    for eager, comp in zip(*results):
-        torch.testing.assert_close(comp, eager, rtol=TOLERANCES[torch.float32] * 10, atol=1e-6)
 
 
 def _bad_case(name):
