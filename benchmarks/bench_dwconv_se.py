@@ -13,7 +13,7 @@ use the op's floor, the same for every provider so GB/s compare like with like:
     backward           (2·M_in + M_out)·b        read x and grad, write d_x
     forward+backward   the sum
 ``model_bytes`` / ``model_pct`` are what each provider's kernels actually move by the
-pass models (Triton: dwconv_se_triton*.py docstrings; eager: forward M_in + 9·M_out —
+pass models (Triton: dartsfast/ops/dwconv_se/triton_*.py docstrings; eager: forward M_in + 9·M_out —
 conv, BN stats + normalise, SiLU, mean, scale — and backward ≈ 2·M_in + 16·M_out
 element reads/writes: g·gate, Σg·y, the two-path sum, SiLU, BN's reduce + apply, dgrad and
 wgrad); ``model_pct`` is the number the ≥ 70% target reads.
@@ -30,7 +30,6 @@ On CPU (or with --quick) only eager and torch.compile (aot_eager: inductor's C++
 """
 from __future__ import annotations
 
-import gc
 import math
 
 import harness  # benchmarks/harness.py: also puts this checkout on sys.path
@@ -95,11 +94,10 @@ def model_bytes(provider: str, mode: str, m_in: int, m_out: int, elem: int) -> i
 
 def providers(args) -> dict:
     """name → (callable, backend to select while it runs, channels_last input)."""
-    compile_backend = args.compile_backend or ("inductor" if args.device.type == "cuda" else "aot_eager")
+    compile_backend, label = harness.compile_backend(args)
     # dynamic=True: one graph per (k, stride) family rather than one per shape; cold
     # inductor compiles of forward + backward (~10 s each) would eat the time budget.
     compiled = torch.compile(composition, dynamic=True, backend=compile_backend)
-    label = "compile" if compile_backend == "inductor" else f"compile:{compile_backend}"
     out = {"eager_nchw": (composition, "torch", False), "eager_cl": (composition, "torch", True),
            label: (compiled, "torch", True)}
     if args.device.type == "cuda" and not backend.why_unavailable("triton"):
@@ -197,7 +195,7 @@ def bench_case(run, provs, dtype, n, layer, timing) -> None:
                     fmt = torch.channels_last if channels_last else torch.contiguous_format
                     fn = mode_fn(mode, f, leaves, stats, grad.contiguous(memory_format=fmt), stride)
                 except Exception as exc:
-                    fn = _raiser(exc)
+                    fn = harness.raiser(exc)
                 rec = run.time(fn, name=f"dwconv_se/{mode}", params=params_rec, provider=name, dtype=dtype,
                                layout="nhwc" if channels_last else "nchw",
                                nbytes=floor_bytes(mode, m_in, m_out, elem), extra=extra, **timing)
@@ -212,20 +210,11 @@ def bench_case(run, provs, dtype, n, layer, timing) -> None:
                 ok = rec["status"] == "ok" and ref_rec is not None and ref_rec["status"] == "ok"
                 rec[f"vs_{base}"] = ref_rec["median_s"] / rec["median_s"] if ok else None
     del x, params, running, grad, ref
-    gc.collect()
-    if run.device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _raiser(exc):
-    def fn():
-        raise exc
-    return fn
+    harness.free_memory(run.device)
 
 
 def main(argv=None) -> dict:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, configure=lambda p: p.add_argument(
-        "--compile-backend", default=None, help="torch.compile backend (default: inductor on CUDA, aot_eager on CPU)"))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, configure=harness.add_compile_backend_option)
     cases = QUICK if args.quick else FULL
     dtype = torch.float32 if args.device.type == "cpu" else torch.bfloat16
     timing = dict(warmup=1, repeats=3) if args.quick else dict(warmup=3, repeats=20, min_time_s=0.03)

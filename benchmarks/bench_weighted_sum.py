@@ -19,7 +19,6 @@ inductor's C++ build takes ~35 s per graph on a 2-core runner.
 """
 from __future__ import annotations
 
-import gc
 import math
 
 import harness  # benchmarks/harness.py: also puts this checkout on sys.path
@@ -51,11 +50,10 @@ def eager_sum(xs, w):
 
 def providers(args) -> dict:
     """name → (callable(xs, w), backend to select while it runs, modes it supports)."""
-    compile_backend = args.compile_backend or ("inductor" if args.device.type == "cuda" else "aot_eager")
+    compile_backend, label = harness.compile_backend(args)
     # dynamic=True: one graph per (K, dtype) instead of one per M as well; cold inductor
     # compiles (~3–5 s each) would otherwise take most of the time budget.
     compiled = torch.compile(eager_sum, dynamic=True, backend=compile_backend)
-    label = "compile" if compile_backend == "inductor" else f"compile:{compile_backend}"
     out = {"eager": (eager_sum, "torch", MODES), label: (compiled, "torch", MODES)}
     if args.device.type == "cuda" and not backend.why_unavailable("triton"):
         out["triton"] = (weighted_sum, "triton", MODES)
@@ -95,7 +93,7 @@ def bench_case(run, provs, dtype, k, m, timing) -> None:
                 try:
                     fn = mode_fn(mode, f, xs, w, g)
                 except Exception as exc:
-                    fn = _raiser(exc)
+                    fn = harness.raiser(exc)
                 rec = run.time(fn, name=f"weighted_sum/{mode}", params=params, provider=name, dtype=dtype,
                                nbytes=nbytes, extra={"rel_err": err}, **timing)
                 by_mode[mode][name] = rec
@@ -107,20 +105,11 @@ def bench_case(run, provs, dtype, k, m, timing) -> None:
                 ok = rec["status"] == "ok" and ref_rec is not None and ref_rec["status"] == "ok"
                 rec[f"vs_{base}"] = ref_rec["median_s"] / rec["median_s"] if ok else None
     del xs, w, g, ref
-    gc.collect()
-    if run.device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _raiser(exc):
-    def fn():
-        raise exc
-    return fn
+    harness.free_memory(run.device)
 
 
 def main(argv=None) -> dict:
-    args = harness.parse_args(__doc__.splitlines()[0], argv, configure=lambda p: p.add_argument(
-        "--compile-backend", default=None, help="torch.compile backend (default: inductor on CUDA, aot_eager on CPU)"))
+    args = harness.parse_args(__doc__.splitlines()[0], argv, configure=harness.add_compile_backend_option)
     grid = QUICK if args.quick else FULL
     # Quick: a handful of calls is enough to exercise the path. GPU: ≥ 20 calls and ≥ 30 ms
     # per case, so µs-short cases still get hundreds of samples for a stable median.

@@ -24,6 +24,7 @@ compare`` reads these files too (raw medians; the `bench run` suites add a calib
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import signal
 import sys
@@ -52,6 +53,33 @@ from dartsfast.timing import (  # noqa: E402
 SCHEMA_VERSION = records.SCHEMA  # what the documents written here carry
 STATUSES = records.BENCH_STATUSES
 make_record = records.bench_record  # one benchmark record; time fields are None unless status is "ok"
+
+
+def add_compile_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--compile-backend`` for scripts that time a ``torch.compile`` provider."""
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend (default: inductor on CUDA, aot_eager on CPU)")
+
+
+def compile_backend(args: argparse.Namespace) -> tuple[str, str]:
+    """(torch.compile backend, provider label): inductor on CUDA; aot_eager on CPU, where
+    inductor's C++ compile of every shape would take most of a CI run."""
+    name = args.compile_backend or ("inductor" if args.device.type == "cuda" else "aot_eager")
+    return name, "compile" if name == "inductor" else f"compile:{name}"
+
+
+def raiser(exc: BaseException) -> Callable[[], None]:
+    """A provider that could not be built: timing it records the error as the case's status."""
+    def fn():
+        raise exc
+    return fn
+
+
+def free_memory(device: torch.device) -> None:
+    """Drop one case's tensors before the next allocates (full grids reach GBs on a GPU)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def parse_args(description: str, argv: list[str] | None = None,
