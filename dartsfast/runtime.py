@@ -24,6 +24,25 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=_AMP_DTYPES.get(amp, torch.float32), enabled=amp != "off")
 
 
+# Devices with fused (one-kernel, multi-tensor) SGD and Adam in torch >= 2.4, CPU included.
+_FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
+
+
+def optimizer_options(device: torch.device, amp: str = "off") -> dict:
+    """Keyword arguments that make a torch optimizer update every parameter in one kernel.
+
+    A search step updates ~3,300 small tensors (seed configuration); the per-tensor loop
+    dispatches ~4 ops for each (13,100 of the step's 35,900 ops), and Adam's loop reads
+    each step counter with ``.item()``. ``fused=True`` does the update in one op per
+    optimizer and needs no ``.item()``. Other devices, and fp16, get the multi-tensor
+    (foreach) loop: when GradScaler skips the first step (inf/NaN gradients), fused SGD
+    (torch 2.11 and 2.14) leaves its new momentum buffers uninitialised (`empty_like`) and
+    later steps read the garbage; our fp16 CPU training test diverged on it.
+    """
+    fused = device.type in _FUSED_OPTIMIZER_DEVICES and amp != "fp16"
+    return {"fused": True} if fused else {"foreach": True}
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device (for wall-clock timing at epoch boundaries only)."""
     if device.type == "cuda":

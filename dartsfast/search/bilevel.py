@@ -36,17 +36,22 @@ def first_order_hypergradient(model, loss_fn: LossFn, x_val, y_val) -> list[torc
             for a, g in zip(alphas, torch.autograd.grad(loss, alphas, allow_unused=True))]
 
 
+# The weight lists below hold ~3,300 small tensors (seed configuration), so every update is
+# one multi-tensor (torch._foreach_*) op over the list instead of a Python loop of ops per
+# tensor: the loops made a second-order step 5.6x the ops of a first-order one (127,891).
+
+
 @torch.no_grad()
 def _virtual_step(weights, grads, lr: float, momentum: float, weight_decay: float,
                   optimizer: torch.optim.Optimizer | None) -> None:
     """In place: w ← w − lr·(momentum·buf + g + wd·w), the SGD step the weights would take."""
-    for w, g in zip(weights, grads):
-        d = g + weight_decay * w
-        state = optimizer.state.get(w, {}) if optimizer is not None else {}
-        buf = state.get("momentum_buffer")
-        if buf is not None and momentum:
-            d = d + momentum * buf
-        w.sub_(lr * d)
+    steps = torch._foreach_add(grads, weights, alpha=weight_decay)
+    if momentum and optimizer is not None:
+        bufs = [optimizer.state.get(w, {}).get("momentum_buffer") for w in weights]
+        with_buf = [i for i, b in enumerate(bufs) if b is not None]
+        if with_buf:
+            torch._foreach_add_([steps[i] for i in with_buf], [bufs[i] for i in with_buf], alpha=momentum)
+    torch._foreach_add_(weights, steps, alpha=-lr)
 
 
 def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, y_val, *, lr: float,
@@ -60,24 +65,26 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
     hypergradient times the scale, ready for ``GradScaler.step``.
     """
     weights, alphas = model.weights(), model.alphas()
-    saved = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        saved = torch._foreach_mul(weights, 1.0)  # one copy op for all weights (x·1 is exact)
     try:
         train_grads = torch.autograd.grad(loss_fn(model, x_train, y_train), weights, allow_unused=True)
         train_grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, train_grads)]
         if loss_scale is not None:
-            train_grads = [g / loss_scale.to(g.dtype) for g in train_grads]
+            train_grads = torch._foreach_div(train_grads, loss_scale.to(train_grads[0].dtype))
         _virtual_step(weights, train_grads, lr, momentum, weight_decay, weight_optimizer)   # w'
         val_loss = loss_fn(model, x_val, y_val)
         grads = torch.autograd.grad(val_loss, alphas + weights, allow_unused=True)
         d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[:len(alphas)])]
         v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
-        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in v))
+        # ‖v‖: per-tensor norms in one op, combined in float64 (ε needs no more precision)
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(v)).double())
         eps = 0.01 / norm.clamp_min(1e-12)   # a device scalar: no host sync
         hessian = []
         for sign in (1.0, -1.0):
             with torch.no_grad():
-                for w, w0, g in zip(weights, saved, v):
-                    w.copy_(w0 + sign * eps.to(w.dtype) * g)
+                shift = torch._foreach_mul(v, (sign * eps).to(v[0].dtype))
+                torch._foreach_copy_(weights, torch._foreach_add(saved, shift))
             g_alpha = torch.autograd.grad(loss_fn(model, x_train, y_train), alphas, allow_unused=True)
             hessian.append([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, g_alpha)])
         # With a loss scale S, v and the differenced gradients both carry S (ε carries 1/S),
@@ -87,8 +94,7 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
                 for da, hp, hm in zip(d_alpha, hessian[0], hessian[1])]
     finally:
         with torch.no_grad():
-            for w, w0 in zip(weights, saved):
-                w.copy_(w0)
+            torch._foreach_copy_(weights, saved)
 
 
 def hypergradient(model, loss_fn: LossFn, x_val, y_val, *, order: int = 1, x_train=None, y_train=None,

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dartsfast.data import Augment, DeviceBatches, ImageDataset, default_augment, load_dataset
-from dartsfast.runtime import autocast, evaluate_sums, resolve_device, synchronize
+from dartsfast.runtime import autocast, evaluate_sums, optimizer_options, resolve_device, synchronize
 from dartsfast.search.network import DiscreteNetwork
 from dartsfast.search.space import Genotype, PathLike
 from dartsfast.train.config import TrainConfig
@@ -109,7 +109,7 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
                             generator=generator, drop_last=True, augment=augment)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+                                weight_decay=config.weight_decay, **optimizer_options(device, config.amp))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs, eta_min=config.lr_min)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     clip = config.grad_clip if config.grad_clip else None
@@ -143,7 +143,7 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
             scaler.scale(loss).backward()
             if clip is not None:
                 scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(params, clip)
+                nn.utils.clip_grad_norm_(params, clip, foreach=True)
             scaler.step(optimizer)
             scaler.update()
             n = yb.shape[0]
