@@ -25,19 +25,8 @@ import time
 
 import harness  # benchmarks/harness.py: also puts this checkout on sys.path
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from dartsfast.data import make_synthetic
-from dartsfast.search import distributed
-from dartsfast.search.config import SearchConfig
-from dartsfast.search.loop import SearchRun
-from dartsfast.search.space import DEFAULT_OPS
-
-CONFIGS = {
-    "seed": dict(layers=8, channels=16, batch_size=64, image_size=28, ops=DEFAULT_OPS),
-    "tiny": dict(layers=3, channels=4, batch_size=16, image_size=8,
-                 ops=("skip_connect", "avg_pool_3x3", "dsconv_3x3", "none")),
-}
+from dartsfast.bench.opcount import CONFIGS, OpCounter, make_run
 
 
 def add_options(parser) -> None:
@@ -46,34 +35,9 @@ def add_options(parser) -> None:
     parser.add_argument("--orders", default="1,2", help="comma-separated bilevel orders to time")
 
 
-def make_run(name: str, order: int, amp: str, device: torch.device) -> SearchRun:
-    c = CONFIGS[name]
-    samples = 4 * c["batch_size"]  # two halves, two batches each: steps never run out of data
-    data = make_synthetic(samples, num_classes=10, in_channels=1, image_size=c["image_size"], seed=0)
-    config = SearchConfig(dataset="synthetic", epochs=1, batch_size=c["batch_size"], layers=c["layers"],
-                          channels=c["channels"], ops=c["ops"], order=order, amp=amp,
-                          device=str(device), progress=False, plots=False)
-    return SearchRun(config, device, distributed.DistContext(), data)
-
-
-class _OpCounter(TorchDispatchMode):
-    """Counts every aten op that reaches the backends (after autograd), and the host syncs."""
-
-    SYNC_OPS = ("aten._local_scalar_dense",)
-
-    def __init__(self):
-        super().__init__()
-        self.ops = self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops += 1
-        self.syncs += str(func.overloadpacket) in self.SYNC_OPS
-        return func(*args, **(kwargs or {}))
-
-
 def count_step(step, device: torch.device) -> dict:
     """One step under the op counter, then (CUDA) one under the torch profiler."""
-    counter = _OpCounter()
+    counter = OpCounter()
     with counter:
         step()
     out = {"aten_ops": counter.ops, "host_syncs": counter.syncs,
