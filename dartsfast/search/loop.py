@@ -136,6 +136,11 @@ class SearchRun:
         self.w_opt.load_state_dict(state["w_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
         self.a_opt.load_state_dict(state["a_opt"])
+        # load_state_dict takes the saved groups' options too: a checkpoint written before
+        # the optimisers were fused would otherwise resume on the per-tensor loop.
+        for opt in (self.w_opt, self.a_opt):
+            for group in opt.param_groups:
+                group.update(optimizer_options(self.device, self.config.amp))
         self.w_scaler.load_state_dict(state["w_scaler"])
         self.a_scaler.load_state_dict(state["a_scaler"])
         self.train_batches.load_state_dict(state["train_batches"])
