@@ -32,12 +32,15 @@ from dartsfast import _triton, backend
 from dartsfast.ops._common import accumulate_dtype, memory_format_of
 from dartsfast.ops.dwconv_se.reference import (
     check_dwconv_se_args,
+    dense_se_weights,
     dwconv_se_backward_ref,
     dwconv_se_forward_ref,
     dwconv_se_ref,
+    grouped_se_grad,
     output_size,
-    update_running_stats,
+    se_groups,
 )
+from dartsfast.ops.running_stats import update_running_stats
 
 __all__ = ["BACKWARD_OP", "OP", "check_dwconv_se_args", "dwconv_se", "dwconv_se_ref", "output_size"]
 
@@ -102,8 +105,10 @@ def _dwconv_se_op(x: torch.Tensor, weight: torch.Tensor, bn_weight: torch.Tensor
     # Autocast would otherwise push the reference's conv/linear calls to bf16/fp16 and
     # break the fp32-accumulation promise (and the fp32 stats the fake kernel declares).
     with torch.autocast(x.device.type, enabled=False):
-        return kernel(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
-                      se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
+        # Grouped SE weights become block-diagonal here, once for every backend.
+        srw, sew = dense_se_weights(se_reduce_weight, se_expand_weight, x.shape[1])
+        return kernel(x, weight, bn_weight, bn_bias, running_mean, running_var, srw,
+                      se_reduce_bias, sew, se_expand_bias, stride, training, eps)
 
 
 @_dwconv_se_op.register_fake
@@ -126,8 +131,12 @@ def _dwconv_se_backward_op(grad_out: torch.Tensor, x: torch.Tensor, weight: torc
                            stride: int, training: bool, eps: float) -> list[torch.Tensor]:
     _, kernel = backend.select(BACKWARD_OP, x.device)
     with torch.autocast(x.device.type, enabled=False):
-        return kernel(grad_out, x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
-                      se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
+        groups = se_groups(se_reduce_weight, x.shape[1])
+        srw, sew = dense_se_weights(se_reduce_weight, se_expand_weight, x.shape[1])
+        grads = kernel(grad_out, x, weight, bn_weight, bn_bias, running_mean, running_var, srw,
+                       se_reduce_bias, sew, se_expand_bias, stride, training, eps)
+        grads[4], grads[6] = grouped_se_grad(grads[4], groups), grouped_se_grad(grads[6], groups)
+        return grads
 
 
 @_dwconv_se_backward_op.register_fake
@@ -149,9 +158,14 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(x, weight, bn_weight, bn_bias, se_reduce_weight, se_reduce_bias,
                           se_expand_weight, se_expand_bias, *running)
     ctx.mark_non_differentiable(output[1], output[2])
+    # The statistics never get a gradient: without this autograd would fill zeros for them
+    # (two allocations per backward call, for nothing).
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_out, _grad_mean, _grad_var):
+    if grad_out is None:  # grads are not materialised: only the statistics were used
+        return (None,) * 13
     x, weight, bn_weight, bn_bias, srw, srb, sew, seb, *running = ctx.saved_tensors
     running_mean, running_var = running if running else (None, None)
     d_x, d_w, d_bnw, d_bnb, d_srw, d_srb, d_sew, d_seb = torch.ops.dartsfast.dwconv_se_backward(
@@ -180,6 +194,9 @@ def dwconv_se(x: torch.Tensor, weight: torch.Tensor, bn_weight: torch.Tensor, bn
             ``training`` (like ``nn.BatchNorm2d``, unbiased variance); None only when training.
         se_reduce_weight, se_reduce_bias: [Cr, C], [Cr] SE reduction (SiLU after it).
         se_expand_weight, se_expand_bias: [C, Cr], [C] SE expansion (sigmoid gate after it).
+            G grouped SEs (G independent MLPs side by side, each over C/G channels; a
+            grouped 1×1 conv's weights) pass [Cr, C/G] and [C, Cr/G]: the same as the
+            block-diagonal dense weights, with gradients of the grouped shapes.
         stride: 1 or 2.  training: batch statistics (True) or running statistics (False).
         momentum, eps: as in ``nn.BatchNorm2d``.
         Parameters may be fp32 or x's dtype (autocast keeps fp32 master weights);

@@ -19,6 +19,7 @@ from dartsfast.ops._common import (
     check_tensor,
     memory_format_of,
 )
+from dartsfast.ops.running_stats.reference import update_running_stats_ref
 
 
 def output_size(size: int, kernel_size: int, stride: int) -> int:
@@ -42,9 +43,13 @@ def check_dwconv_se_args(x, weight, bn_weight, bn_bias, running_mean, running_va
     if isinstance(stride, bool) or stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, got {stride!r}")
     se_reduce_weight = check_tensor("se_reduce_weight", se_reduce_weight, dims=2)
-    cr = se_reduce_weight.shape[0]
-    expected = {"bn_weight": (c,), "bn_bias": (c,), "se_reduce_weight": (cr, c), "se_reduce_bias": (cr,),
-                "se_expand_weight": (c, cr), "se_expand_bias": (c,)}
+    cr, per_group = se_reduce_weight.shape
+    if per_group == 0 or c % per_group or cr % (c // per_group):
+        raise ValueError(f"se_reduce_weight must be [Cr, C] or, for G grouped SEs, [Cr, C/G] with G dividing "
+                         f"C={c} and Cr; got {tuple(se_reduce_weight.shape)}")
+    groups = c // per_group
+    expected = {"bn_weight": (c,), "bn_bias": (c,), "se_reduce_weight": (cr, per_group), "se_reduce_bias": (cr,),
+                "se_expand_weight": (c, cr // groups), "se_expand_bias": (c,)}
     given = {"bn_weight": bn_weight, "bn_bias": bn_bias, "se_reduce_weight": se_reduce_weight,
              "se_reduce_bias": se_reduce_bias, "se_expand_weight": se_expand_weight,
              "se_expand_bias": se_expand_bias}
@@ -73,6 +78,32 @@ def check_dwconv_se_args(x, weight, bn_weight, bn_bias, running_mean, running_va
     if training and values < 2:
         raise ValueError(f"training-mode BatchNorm needs more than one value per channel; "
                          f"x of shape {tuple(x.shape)} gives {values}")
+
+
+def se_groups(se_reduce_weight: torch.Tensor, channels: int) -> int:
+    """G of a grouped SE: its reduce weight is [Cr, C/G] (G = 1: the plain [Cr, C])."""
+    return channels // se_reduce_weight.shape[1]
+
+
+def dense_se_weights(se_reduce_weight: torch.Tensor, se_expand_weight: torch.Tensor,
+                     channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SE weights as dense [Cr, C] and [C, Cr] matrices: block-diagonal for G grouped
+    SEs (G side by side, each over C/G channels: the edges of a batched supernet state),
+    so every kernel computes the plain MLP. Differentiable."""
+    g = se_groups(se_reduce_weight, channels)
+    if g == 1:
+        return se_reduce_weight, se_expand_weight
+    return (torch.block_diag(*se_reduce_weight.chunk(g, 0)), torch.block_diag(*se_expand_weight.chunk(g, 0)))
+
+
+def grouped_se_grad(grad: torch.Tensor, groups: int) -> torch.Tensor:
+    """The diagonal blocks of a dense SE weight's gradient, stacked: the grouped weight's
+    gradient ([Cr, C] → [Cr, C/G]; the off-diagonal entries belong to no parameter)."""
+    if groups == 1:
+        return grad
+    rows, cols = grad.shape[0] // groups, grad.shape[1] // groups
+    blocks = grad.reshape(groups, rows, groups, cols).diagonal(dim1=0, dim2=2)   # [rows, cols, G]
+    return blocks.permute(2, 0, 1).reshape(groups * rows, cols)
 
 
 def forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var,
@@ -170,17 +201,10 @@ def dwconv_se_ref(x, weight, bn_weight, bn_bias, running_mean, running_var,
                   se_reduce_weight, se_reduce_bias, se_expand_weight, se_expand_bias,
                   *, stride=1, training=True, momentum=0.1, eps=1e-5) -> torch.Tensor:
     """Torch reference, differentiable by autograd; updates running stats in training mode."""
+    se_reduce_weight, se_expand_weight = dense_se_weights(se_reduce_weight, se_expand_weight, x.shape[1])
     parts = forward_parts(x, weight, bn_weight, bn_bias, running_mean, running_var, se_reduce_weight,
                           se_reduce_bias, se_expand_weight, se_expand_bias, stride, training, eps)
     if training and running_mean is not None:
-        update_running_stats(running_mean, running_var, parts["mean"], parts["var"],
-                             parts["z"].numel() // parts["z"].shape[1], momentum)
+        update_running_stats_ref(running_mean, running_var, parts["mean"], parts["var"],
+                                 parts["z"].numel() // parts["z"].shape[1], momentum)
     return parts["out"].to(x.dtype).contiguous(memory_format=memory_format_of(x))
-
-
-def update_running_stats(running_mean, running_var, mean, biased_var, count: int, momentum: float):
-    """``nn.BatchNorm2d``'s update: running ← (1−m)·running + m·batch, with unbiased variance."""
-    with torch.no_grad():
-        unbiased = biased_var.detach() * (count / (count - 1))
-        running_mean.mul_(1 - momentum).add_(mean.detach().to(running_mean.dtype) * momentum)
-        running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype) * momentum)
