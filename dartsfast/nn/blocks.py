@@ -132,15 +132,21 @@ def bn_silu_se_fused(x: torch.Tensor, dw_weight: torch.Tensor, stride: int, bn: 
     # nn.BatchNorm2d's bookkeeping, verbatim: count the batch, and with momentum=None
     # (set after construction) fall back to the cumulative average it would use.
     momentum = bn.momentum
-    if bn.training:
+    tracking = bn.training and bn.track_running_stats
+    if tracking and bn.num_batches_tracked is not None:  # None: counter removed (the search's BNs)
         bn.num_batches_tracked.add_(1)
         if momentum is None:
             momentum = 1.0 / float(bn.num_batches_tracked)
+    # As nn.BatchNorm2d: training without tracking normalises by the batch and leaves the
+    # running statistics alone (the search's auxiliary passes, search.bilevel).
+    use_running = not bn.training or bn.track_running_stats
+    running_mean, running_var = (bn.running_mean, bn.running_var) if use_running else (None, None)
+    # A grouped SE (a widened block: dartsfast.nn.widen) passes its grouped weights as they
+    # are, [Cr, C/G] and [C, Cr/G]; the op takes them as G SEs side by side.
     return dwconv_se(
-        x, dw_weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-        se.conv_reduce.weight.flatten(1), se.conv_reduce.bias,
-        se.conv_expand.weight.flatten(1), se.conv_expand.bias,
-        stride=stride, training=bn.training, momentum=momentum, eps=bn.eps)
+        x, dw_weight, bn.weight, bn.bias, running_mean, running_var,
+        se.conv_reduce.weight.flatten(1), se.conv_reduce.bias, se.conv_expand.weight.flatten(1), se.conv_expand.bias,
+        stride=stride, training=bn.training or running_mean is None, momentum=momentum, eps=bn.eps)
 
 
 def make_depthwise_se(chs: int, rd_chs: int, dw_kernel_size: int, stride: int, se_ratio: float,

@@ -59,21 +59,27 @@ class SqueezeExcite(nn.Module):
         rd_channels: bottleneck width Cr, overriding ``rd_ratio``.
         act_layer: activation after ``conv_reduce`` (SiLU in EfficientNet).
         gate_layer: gate after ``conv_expand`` (sigmoid).
+        groups: G independent SEs side by side, each over C/G channels with a Cr/G
+            bottleneck (grouped 1x1 convs; the edges of a batched supernet state).
 
     Parameters: ``conv_reduce`` 1x1 conv C→Cr with bias, ``conv_expand`` 1x1 conv Cr→C with bias.
     Shape: [N, C, H, W] → [N, C, H, W], same dtype and memory format.
     """
 
     def __init__(self, in_chs: int, rd_ratio: float = 0.25, rd_channels: Optional[int] = None,
-                 act_layer: LayerFactory = nn.SiLU, gate_layer: LayerFactory = nn.Sigmoid) -> None:
+                 act_layer: LayerFactory = nn.SiLU, gate_layer: LayerFactory = nn.Sigmoid,
+                 groups: int = 1) -> None:
         super().__init__()
         check_channels("in_chs", in_chs)
         if rd_channels is None:
             rd_channels = max(1, round(in_chs * check_positive("rd_ratio", rd_ratio)))
         check_channels("rd_channels", rd_channels)
-        self.conv_reduce = nn.Conv2d(in_chs, rd_channels, 1, bias=True)
+        check_channels("groups", groups)
+        if in_chs % groups or rd_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_chs={in_chs} and rd_channels={rd_channels}")
+        self.conv_reduce = nn.Conv2d(in_chs, rd_channels, 1, bias=True, groups=groups)
         self.act1 = act_layer()
-        self.conv_expand = nn.Conv2d(rd_channels, in_chs, 1, bias=True)
+        self.conv_expand = nn.Conv2d(rd_channels, in_chs, 1, bias=True, groups=groups)
         self.gate = gate_layer()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
