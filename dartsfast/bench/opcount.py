@@ -28,11 +28,12 @@ from dartsfast.search.space import DEFAULT_OPS
 SYNC_OPS = ("aten._local_scalar_dense",)
 
 # The seed experiment's network (the Fashion-MNIST search): 8 cells, 16 channels, 28×28×1,
-# dsconv/mbconv/fused_mbconv/none. "tiny" is a 3-cell supernet for quick runs.
+# dsconv/mbconv/fused_mbconv/none. "tiny" is a 3-cell supernet for quick runs. Both count
+# the batched supernet, which is what a GPU (where launches are the cost) runs by default.
 CONFIGS = {
-    "seed": dict(layers=8, channels=16, batch_size=64, image_size=28, ops=DEFAULT_OPS),
+    "seed": dict(layers=8, channels=16, batch_size=64, image_size=28, ops=DEFAULT_OPS, edge_batching=True),
     "tiny": dict(layers=3, channels=4, batch_size=16, image_size=8,
-                 ops=("skip_connect", "avg_pool_3x3", "dsconv_3x3", "none")),
+                 ops=("skip_connect", "avg_pool_3x3", "dsconv_3x3", "none"), edge_batching=True),
 }
 
 
@@ -61,29 +62,74 @@ class StepCounts:
     aten_ops: int
     host_syncs: int
     by_op: dict
+    # aten ops of each cell's forward in the step's passes (normal and reduce cells differ)
+    per_cell_forward: tuple = ()
+    # CUDA only (torch profiler): kernels, memcpys and memsets the device ran in the step
+    kernel_launches: int | None = None
+
+
+# Settings a count may override besides the configuration's (``dartsfast bench ops``).
+OVERRIDES = ("layers", "channels", "image_size", "ops", "partial_channels", "edge_batching", "cuda_graph")
 
 
 def make_run(name: str, order: int = 1, amp: str = "off", device: torch.device | str = "cpu",
-             batch_size: int | None = None) -> SearchRun:
+             batch_size: int | None = None, **overrides) -> SearchRun:
     """A :class:`SearchRun` of configuration ``name`` on synthetic data (``batch_size``
-    overrides the configuration's, e.g. to count the seed network cheaply)."""
-    c = CONFIGS[name]
+    overrides the configuration's, e.g. to count the seed network cheaply; ``overrides``:
+    any of :data:`OVERRIDES`)."""
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ValueError(f"unknown override(s) {', '.join(unknown)}; allowed: {', '.join(OVERRIDES)}")
+    if name not in CONFIGS:
+        raise ValueError(f"unknown configuration {name!r}; available: {', '.join(CONFIGS)}")
+    c = {**CONFIGS[name], **{k: v for k, v in overrides.items() if v is not None}}
     batch = batch_size or c["batch_size"]
     # Two halves of three batches each: the two counted steps never reach the end of a half
     # (where a new shuffle adds a per-epoch randperm); ≥ 2 samples per class.
     samples = max(6 * batch, 20)
     data = make_synthetic(samples, num_classes=10, in_channels=1, image_size=c["image_size"], seed=0)
+    extra = {k: c[k] for k in ("partial_channels", "edge_batching", "cuda_graph") if k in c}
     config = SearchConfig(dataset="synthetic", epochs=1, batch_size=batch, layers=c["layers"],
                           channels=c["channels"], ops=c["ops"], order=order, amp=amp,
-                          device=str(device), progress=False, plots=False)
+                          device=str(device), progress=False, plots=False, **extra)
     return SearchRun(config, torch.device(device), distributed.DistContext(), data)
 
 
-def count_step(run: SearchRun) -> StepCounts:
-    """Counts of one ``run.step`` after a warm-up step (optimiser state exists, as in a search)."""
+def count_step(run: SearchRun, launches: bool = False) -> StepCounts:
+    """Counts of one ``run.step`` after a warm-up step (optimiser state exists, as in a search).
+
+    ``launches`` (CUDA): also count the device's kernels in one more step with the torch profiler.
+    """
     sums = [torch.zeros((), device=run.device) for _ in range(3)]
     run.step(*sums)
     counter = OpCounter()
-    with counter:
+    cells = run.model.net.cells
+    per_cell = [0] * len(cells)
+    marks = {}
+
+    def before(i):
+        return lambda module, args: marks.__setitem__(i, counter.ops)
+
+    def after(i):
+        return lambda module, args, out: per_cell.__setitem__(i, per_cell[i] + counter.ops - marks[i])
+
+    hooks = [h for i, cell in enumerate(cells)
+             for h in (cell.register_forward_pre_hook(before(i)), cell.register_forward_hook(after(i)))]
+    try:
+        with counter:
+            run.step(*sums)
+    finally:
+        for h in hooks:
+            h.remove()
+    kernels = _count_kernels(run, sums) if launches and run.device.type == "cuda" else None
+    return StepCounts(counter.ops, counter.syncs, dict(counter.by_op.most_common()), tuple(per_cell), kernels)
+
+
+def _count_kernels(run: SearchRun, sums) -> int:
+    from torch.profiler import ProfilerActivity, profile  # lazy: only CUDA counts need the profiler
+
+    torch.cuda.synchronize(run.device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         run.step(*sums)
-    return StepCounts(counter.ops, counter.syncs, dict(counter.by_op.most_common()))
+        torch.cuda.synchronize(run.device)
+    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)

@@ -6,6 +6,7 @@ import argparse
 from dartsfast.cli._argtypes import number, positive_int
 from dartsfast.cli._common import add_common, common_settings
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
+from dartsfast.search.config import COMPILE_BACKENDS
 from dartsfast.search.space import check_op_names
 
 
@@ -25,6 +26,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         f"available: {','.join(available_ops())})")
     s.add_argument("--order", type=int, choices=(1, 2), default=1, help="1 = first order, 2 = unrolled")
     s.add_argument("--partial-channels", type=positive_int, default=1, help="PC-DARTS K (1 = off)")
+    s.add_argument("--edge-batching", action=argparse.BooleanOptionalAction, default=None,
+                   help="compute the edges leaving each cell state together (default: on CUDA only; README)")
+    s.add_argument("--compile", nargs="?", const="inductor", default=None, choices=COMPILE_BACKENDS,
+                   help="torch.compile the supernet (default backend inductor; aot_eager: trace only)")
+    s.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
+                   help="capture the step in one CUDA graph (default: wherever it can be; "
+                        "--cuda-graph also says why when it cannot)")
     s.add_argument("--train-fraction", type=number, default=0.5, help="share of the training set for weights")
     s.add_argument("--w-lr", type=number, default=0.025, help="weights' SGD learning rate")
     s.add_argument("--alpha-lr", type=number, default=3e-4, help="alphas' Adam learning rate")
@@ -42,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(
         **common_settings(args), ops=args.ops, order=args.order, backend=args.backend,
         train_fraction=args.train_fraction, augment=args.augment, w_lr=args.w_lr, alpha_lr=args.alpha_lr,
-        partial_channels=args.partial_channels, synthetic_size=args.synthetic_size, out=args.out,
+        partial_channels=args.partial_channels, edge_batching=args.edge_batching, compile=args.compile,
+        cuda_graph=args.cuda_graph, synthetic_size=args.synthetic_size, out=args.out,
         resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)
     result = search(config)
     last = result.history[-1]

@@ -23,7 +23,13 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     The real kernels and the fake (meta) kernels both use this rule, so outputs have
     the same strides under torch.compile as in eager mode.
     """
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if x.dim() != 4 or x.is_contiguous():
+        return torch.contiguous_format
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    # A channel slice of an NHWC tensor (one edge of a batched supernet state): channels
+    # are still innermost, so its dense copy and the outputs computed from it stay NHWC.
+    if x.stride(1) == 1 and x.shape[1] > 1 and x.stride(3) >= x.shape[1]:
         return torch.channels_last
     return torch.contiguous_format
 

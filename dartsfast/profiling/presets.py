@@ -154,7 +154,7 @@ def cell_positions(channels: int, layers: int, image_size: int, op_names: Sequen
     """
     _check_input_size(image_size)
     net = Supernet(channels, num_classes=2, layers=layers, op_names=op_names, in_channels=1,
-                   partial_channels=partial_channels).eval()
+                   partial_channels=partial_channels, edge_batching=False).eval()  # one MixedOp per edge
     seen: dict[tuple, int] = {}
 
     def hook(module, inputs):

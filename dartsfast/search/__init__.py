@@ -4,8 +4,8 @@ from dartsfast.search.checkpoint import CheckpointError
 from dartsfast.search.config import SearchConfig
 from dartsfast.search.loop import SearchResult, search
 from dartsfast.search.space import DEFAULT_OPS, Genotype, available_ops, derive_genotype, register_op
-from dartsfast.search.supernet import ArchParams, Cell, MixedOp, SearchModel, Supernet
+from dartsfast.search.supernet import ArchParams, BatchedCell, Cell, MixedOp, SearchModel, Supernet
 
-__all__ = ["DEFAULT_OPS", "ArchParams", "Cell", "CheckpointError", "Genotype", "MixedOp", "SearchConfig",
+__all__ = ["DEFAULT_OPS", "ArchParams", "BatchedCell", "Cell", "CheckpointError", "Genotype", "MixedOp", "SearchConfig",
            "SearchModel", "SearchResult", "Supernet", "available_ops", "derive_genotype", "register_op",
            "search"]

@@ -17,7 +17,8 @@ from dartsfast.search.config import SearchConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = "dartsfast.search.checkpoint"
-FORMAT_VERSION = 1
+# 2: batched supernet states (issue 14) and no BatchNorm batch counters in the model.
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):

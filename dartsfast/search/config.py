@@ -11,8 +11,14 @@ from dartsfast.config import BOOL, FRACTION, NON_NEGATIVE_REAL, OPTIONAL_BOOL, P
 from dartsfast.search.space import DEFAULT_OPS, check_op_names
 
 # Fields that may differ between a checkpoint and the run that resumes it: they change
-# where files go or what is printed, not a single number of the search.
-RESUME_FREE_FIELDS = ("out", "resume", "overwrite", "progress", "data_dir", "download", "plots")
+# where files go, what is printed or how the same kernels are launched (cuda_graph), not
+# what the search computes.
+# torch.compile backends the search accepts: inductor generates kernels (C++ on a CPU,
+# Triton on a GPU); aot_eager traces forward and backward without generating code (quick,
+# for checking that a network compiles).
+COMPILE_BACKENDS = ("inductor", "aot_eager")
+
+RESUME_FREE_FIELDS = ("out", "resume", "overwrite", "progress", "data_dir", "download", "plots", "cuda_graph")
 
 
 @dataclass
@@ -28,9 +34,17 @@ class SearchConfig(RunConfig):
     search; fp16 ``amp`` adds GradScalers, skipped steps are counted). ``backend``: None keeps
     the process's current choice, else one of ``dartsfast.backend.BACKENDS`` for the duration
     of the search. ``partial_channels``: PC-DARTS K (1 = off); ``edge_normalization``: None =
-    on iff K > 1. ``out``: directory for genotype.json, history.json, checkpoint.pt and
-    plots (None = write nothing). ``resume``: continue from ``out/checkpoint.pt`` if it
-    exists. ``overwrite``: allow starting afresh over an existing checkpoint (never implied).
+    on iff K > 1. ``edge_batching``: compute the edges leaving each cell state together
+    (:class:`~dartsfast.search.batched_cell.BatchedCell`; the same search in 2.8x fewer,
+    larger ops); False runs the textbook per-edge cell; None: batched on CUDA, where a step
+    is bound by launches, per-edge on a CPU, where it is bound by compute (README).
+    ``compile``: a ``torch.compile`` backend for the supernet (one of ``COMPILE_BACKENDS``;
+    None: eager). ``cuda_graph``: capture the step in one CUDA graph
+    (:mod:`dartsfast.search.graph_step`); None: wherever it can be captured, True: also say
+    why when it cannot. ``out``: directory for genotype.json, history.json, checkpoint.pt
+    and plots (None = write nothing). ``resume``: continue from ``out/checkpoint.pt`` if it
+    exists. ``overwrite``: allow starting afresh
+    over an existing checkpoint (never implied).
     """
 
     epochs: int = 50
@@ -48,6 +62,9 @@ class SearchConfig(RunConfig):
     alpha_weight_decay: float = 1e-3
     partial_channels: int = 1
     edge_normalization: Optional[bool] = None
+    edge_batching: Optional[bool] = None
+    compile: Optional[str] = None
+    cuda_graph: Optional[bool] = None
     synthetic_size: int = 2048
     resume: bool = False
     overwrite: bool = False
@@ -80,7 +97,9 @@ class SearchConfig(RunConfig):
             raise self._bad("alpha_betas", "two numbers in [0, 1)")
         self.alpha_betas = betas
         self._check(BOOL, "resume", "overwrite", "progress", "plots")
-        self._check(OPTIONAL_BOOL, "edge_normalization")
+        self._check(OPTIONAL_BOOL, "edge_normalization", "edge_batching", "cuda_graph")
+        if self.compile is not None and self.compile not in COMPILE_BACKENDS:
+            raise self._bad("compile", f"None or one of {', '.join(COMPILE_BACKENDS)}")
         if not isinstance(self.device, str):  # stored in checkpoints: plain strings only
             raise self._bad("device", "'auto' or a torch device string")
 

@@ -16,6 +16,7 @@ same bits as a run that was never interrupted.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import math
@@ -36,6 +37,7 @@ from dartsfast.search import distributed
 from dartsfast.search.bilevel import architecture_step
 from dartsfast.search.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from dartsfast.search.config import SearchConfig
+from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
 from dartsfast.search.space import GENOTYPE_FILE, Genotype
 from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
 
@@ -65,6 +67,7 @@ class SearchRun:
                  dataset: Optional[ImageDataset]) -> None:
         self.config, self.device, self.ctx = config, device, ctx
         self.channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
+        self.edge_batching = device.type == "cuda" if config.edge_batching is None else config.edge_batching
         torch.manual_seed(config.seed)  # model init (the same on every rank; DDP also broadcasts)
         if dataset is None:
             dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
@@ -92,34 +95,61 @@ class SearchRun:
         self.val_iter = self.val_batches.forever()  # DARTS's persistent validation iterator
 
         net = Supernet(config.channels, self.num_classes, config.layers, config.ops, self.in_channels,
-                       partial_channels=config.partial_channels)
+                       partial_channels=config.partial_channels, edge_batching=self.edge_batching)
         arch = ArchParams(len(config.ops), edge_normalization=config.use_edge_normalization,
                           generator=torch.Generator().manual_seed(config.seed))
         self.model = SearchModel(net, arch).to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if config.compile:
+            # In place: the state_dict keys stay those of the eager network, so checkpoints
+            # move between compiled and eager runs. The fused ops are opaque to the compiler
+            # (torch.library ops with fake kernels) and still pick their backend per call.
+            self.model.net.compile(backend=config.compile)
         self.train_net: nn.Module = self.model.net
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.train_net = nn.parallel.DistributedDataParallel(self.model.net, device_ids=ids)
 
-        self.w_opt = torch.optim.SGD(self.model.weights(), lr=config.w_lr, momentum=config.w_momentum,
-                                     weight_decay=config.w_weight_decay, **optimizer_options(device, config.amp))
+        reason = graph_unavailable_reason(device, config.amp, ctx.enabled, bool(config.compile))
+        if reason and config.cuda_graph and ctx.is_main:
+            print(f"search: the step runs without a CUDA graph: {reason}")
+        use_graph = not reason and config.cuda_graph is not False
+        self.w_opt = torch.optim.SGD(self.model.weights(), lr=self._w_lr(config.w_lr, use_graph),
+                                     momentum=config.w_momentum, weight_decay=config.w_weight_decay,
+                                     **optimizer_options(device, config.amp))
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, config.epochs,
                                                                   eta_min=config.w_lr_min)
         self.a_opt = torch.optim.Adam(self.model.alphas(), lr=config.alpha_lr, betas=config.alpha_betas,
-                                      weight_decay=config.alpha_weight_decay, **optimizer_options(device, config.amp))
+                                      weight_decay=config.alpha_weight_decay, **self._a_options(use_graph))
+        self.graph = GraphedStep(self._compute) if use_graph else None
         fp16 = config.amp == "fp16"
         self.w_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.a_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.history: list = []
         self.epoch = 0
 
+    def _w_lr(self, lr: float, use_graph: bool):
+        # Captured, a float learning rate would be baked into the graph; a device tensor is
+        # read by the fused kernel at each replay and written in place by the scheduler.
+        return torch.tensor(float(lr), device=self.device) if use_graph else float(lr)
+
+    def _a_options(self, use_graph: bool) -> dict:
+        options = optimizer_options(self.device, self.config.amp)
+        return {**options, "capturable": True} if use_graph else options
+
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict:
-        cpu = lambda sd: {k: v.detach().cpu() for k, v in sd.items()}  # noqa: E731
+        def cpu(sd):
+            out = collections.OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
+            # The module versions: without them BatchNorm would assume a pre-2018 state dict
+            # and ask for the batch counters the search's BNs do not have.
+            out._metadata = getattr(sd, "_metadata", None)
+            return out
+
         state = {
-            "config": self.config.to_dict(), "epoch": self.epoch, "history": self.history,
+            "config": self.config.to_dict(), "edge_batching": self.edge_batching,
+            "epoch": self.epoch, "history": self.history,
             "model": cpu(self.model.state_dict()),
             "w_opt": self.w_opt.state_dict(), "w_sched": self.w_sched.state_dict(),
             "a_opt": self.a_opt.state_dict(),
@@ -132,15 +162,26 @@ class SearchRun:
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("edge_batching")
+        if saved != self.edge_batching:  # edge_batching=None resolves per device: CPU and CUDA differ
+            layout = {True: "batched", False: "per-edge"}
+            raise CheckpointError(
+                f"the checkpoint holds a {layout.get(saved, 'unknown')} supernet, this run builds a "
+                f"{layout[self.edge_batching]} one; resume it with edge_batching={saved} "
+                f"(--{'' if saved else 'no-'}edge-batching)")
         self.model.load_state_dict(state["model"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
         self.a_opt.load_state_dict(state["a_opt"])
         # load_state_dict takes the saved groups' options too: a checkpoint written before
         # the optimisers were fused would otherwise resume on the per-tensor loop.
-        for opt in (self.w_opt, self.a_opt):
-            for group in opt.param_groups:
-                group.update(optimizer_options(self.device, self.config.amp))
+        use_graph = self.graph is not None
+        for group in self.w_opt.param_groups:
+            group.update(optimizer_options(self.device, self.config.amp), lr=self._w_lr(group["lr"], use_graph))
+        for group in self.a_opt.param_groups:
+            group.update(self._a_options(use_graph))
+        # The scheduler's last rate must be what the optimiser holds (a float or the tensor).
+        self.w_sched._last_lr = [group["lr"] for group in self.w_opt.param_groups]
         self.w_scaler.load_state_dict(state["w_scaler"])
         self.a_scaler.load_state_dict(state["a_scaler"])
         self.train_batches.load_state_dict(state["train_batches"])
@@ -160,12 +201,26 @@ class SearchRun:
         distributed.all_reduce_mean_(grads, self.ctx)
 
     def step(self, loss_sum: torch.Tensor, correct: torch.Tensor, skipped: torch.Tensor) -> torch.Tensor:
-        c, fmt = self.config, torch.channels_last if self.channels_last else torch.contiguous_format
+        """One search step on the next batches; adds to the epoch's device sums, returns the loss."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         x_t, y_t = self.train_batches.next_batch()
         x_v, y_v = next(self.val_iter)
         x_t, x_v = x_t.contiguous(memory_format=fmt), x_v.contiguous(memory_format=fmt)
+        if self.graph is not None:
+            loss, n_correct = self.graph(x_t, y_t, x_v, y_v)
+        else:
+            loss, n_correct = self._compute(x_t, y_t, x_v, y_v, skipped)
+        loss_sum += loss * y_t.shape[0]
+        correct += n_correct
+        return loss
+
+    def _compute(self, x_t: torch.Tensor, y_t: torch.Tensor, x_v: torch.Tensor, y_v: torch.Tensor,
+                 skipped: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The architecture step and the weight step: ``(training loss, correct count)``.
+        Host-sync free, so it can be captured (``skipped`` counts fp16 steps, never captured)."""
+        c = self.config
         architecture_step(self.model, self.a_opt, self._alpha_loss, x_v, y_v, order=c.order,
-                          x_train=x_t, y_train=y_t, lr=self.w_sched.get_last_lr()[0],
+                          x_train=x_t, y_train=y_t, lr=self.w_opt.param_groups[0]["lr"],
                           momentum=c.w_momentum, weight_decay=c.w_weight_decay, weight_optimizer=self.w_opt,
                           scaler=self.a_scaler,  # used only when enabled (fp16)
                           reduce_grads=self._reduce_alpha_grads if self.ctx.enabled else None)
@@ -189,11 +244,7 @@ class SearchRun:
             skipped += (self.w_scaler._scale < before).to(skipped.dtype)
         else:
             self.w_opt.step()
-        n = y_t.shape[0]
-        loss = loss.detach()
-        loss_sum += loss * n
-        correct += (logits.detach().argmax(1) == y_t).sum()
-        return loss
+        return loss.detach(), (logits.detach().argmax(1) == y_t).sum()
 
 
 def _alpha_record(model: SearchModel) -> dict:
@@ -277,7 +328,7 @@ def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistCon
     show = config.progress and ctx.is_main
     for epoch in range(start_epoch, config.epochs):
         run.model.train()
-        lr = run.w_sched.get_last_lr()[0]
+        lr = float(run.w_sched.get_last_lr()[0])  # a device tensor when the step is a CUDA graph
         loss_sum, correct = (torch.zeros((), device=device) for _ in range(2))
         skipped = torch.zeros((), device=device)
         synchronize(device)

@@ -146,6 +146,28 @@ def test_float64_runs_the_reference_under_triton(triton_calls):
 
 
 @interpreter
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_triton_sums_channel_slices_of_a_wider_tensor(layout):
+    """A batched supernet state hands each node channel slices of its wide outputs: strided
+    inputs that must be read right, with the output (and input grads) in the slices' layout."""
+    gen = make_generator(950)
+    wide = [random_tensor((2, 9, 4, 5), generator=gen).contiguous(memory_format=layout) for _ in range(2)]
+    inputs = [wide[0][:, 0:3], wide[0][:, 6:9], wide[1][:, 3:6]]
+    weights = random_simplex(3, generator=gen)
+    grad_out = random_tensor((2, 3, 4, 5), generator=gen)
+    ref = float64_sum(inputs, weights)
+    with backend.use_backend("triton"), poisoned_outputs():
+        out = weighted_sum(inputs, weights)
+        grads = torch.ops.dartsfast.weighted_sum_backward(grad_out, inputs, weights)
+    assert_close_to_reference(out, ref, torch.float32)
+    assert out.is_contiguous(memory_format=layout)
+    for k, g in enumerate(grads[:-1]):
+        assert_close_to_reference(g, grad_out.double() * weights.double()[k], torch.float32)
+    expected_w = torch.stack([(grad_out.double() * x.double()).sum() for x in inputs])
+    assert_close_to_reference(grads[-1], expected_w, torch.float32, "weight grads")
+
+
+@interpreter
 def test_opcheck_with_triton_backend(triton_calls):
     gen = make_generator(900)
     inputs = random_inputs(3, (2, 3, 4, 5), generator=gen, channels_last=True, requires_grad=True)
@@ -182,8 +204,9 @@ def test_supernet_same_loss_and_grads_with_triton(triton_calls):
             loss = torch.nn.functional.cross_entropy(model(x), target)
             loss.backward()
         results[name] = (loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
-    # 5 edges × 3 cells, one forward and one backward launch each.
-    assert triton_calls == {OP: 15, BACKWARD_OP: 15}
+    # The batched cell sums each node's (edge, op) inputs at once: 2 nodes × 3 cells,
+    # one forward and one backward launch each.
+    assert triton_calls == {OP: 6, BACKWARD_OP: 6}
     (loss_t, grads_t), (loss_x, grads_x) = results["torch"], results["triton"]
     assert_close_to_reference(loss_x, loss_t, torch.float32, "loss")
     assert grads_t.keys() == grads_x.keys()
