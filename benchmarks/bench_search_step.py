@@ -66,25 +66,33 @@ def main() -> None:
     name = args.config or ("tiny" if args.quick else "seed")
     amps = ("off", "bf16") if device.type == "cuda" else ("off",)
     columns = ("images_per_s", "aten_ops", "host_syncs", "kernel_launches", "gpu_busy_pct")
+    # On CUDA the step runs eagerly and as a CUDA graph (dartsfast.search.graph_step): the
+    # graph's warm-up is 3 eager calls plus the capturing call, all before the timed repeats.
+    providers = (("eager", False), ("cuda_graph", True)) if device.type == "cuda" else (("eager", False),)
     with harness.BenchRun("search_step", args, extra_columns=columns) as bench:
         for amp in amps:
             for order in sorted({int(o) for o in args.orders.split(",")}):
-                run = make_run(name, order, amp, device)
-                sums = [torch.zeros((), device=device) for _ in range(3)]
-                batch = CONFIGS[name]["batch_size"]
-                heavy = name == "seed" and device.type == "cpu"  # minutes per step: one timed step
-                rec = bench.time(lambda run=run, sums=sums: run.step(*sums), params={"config": name, "order": order, **{
-                    k: v for k, v in CONFIGS[name].items() if k != "ops"}}, provider="eager",
-                    dtype="bf16-autocast" if amp == "bf16" else torch.float32,
-                    layout="channels_last" if run.channels_last else "nchw",
-                    warmup=1 if heavy else 3, repeats=1 if heavy else 10)
-                if rec.get("median_s"):
-                    rec["images_per_s"] = batch / rec["median_s"]
-                    try:  # counts are extra: a profiler failure must not lose the timing
-                        rec.update(count_step(lambda run=run, sums=sums: run.step(*sums), device))
-                    except Exception as exc:
-                        rec["count_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                del run
+                for provider, graph in providers:
+                    measure(bench, name, order, amp, device, provider, graph)
+
+
+def measure(bench, name: str, order: int, amp: str, device: torch.device, provider: str, graph: bool) -> None:
+    run = make_run(name, order, amp, device, cuda_graph=graph)
+    sums = [torch.zeros((), device=device) for _ in range(3)]
+    batch = CONFIGS[name]["batch_size"]
+    heavy = name == "seed" and device.type == "cpu"  # minutes per step: one timed step
+    rec = bench.time(lambda run=run, sums=sums: run.step(*sums), params={"config": name, "order": order, **{
+        k: v for k, v in CONFIGS[name].items() if k != "ops"}}, provider=provider,
+        dtype="bf16-autocast" if amp == "bf16" else torch.float32,
+        layout="channels_last" if run.channels_last else "nchw",
+        warmup=1 if heavy else 5, repeats=1 if heavy else 10)
+    if rec.get("median_s"):
+        rec["images_per_s"] = batch / rec["median_s"]
+        try:  # counts are extra: a profiler failure must not lose the timing
+            rec.update(count_step(lambda run=run, sums=sums: run.step(*sums), device))
+        except Exception as exc:
+            rec["count_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    del run
 
 
 if __name__ == "__main__":
