@@ -101,7 +101,7 @@ class BatchedCell(nn.Module):
             self.fanouts.append(nn.ModuleList(
                 make_fanout([cell.edges[e].ops[k] for e in edges], op_channels) for k in range(len(active))))
         # Node i's inputs come state-major, candidate-minor; its weights are the matching
-        # entries of the flattened [edges, ops] softmax, gathered with one index_select.
+        # entries of the flattened [edges, ops] softmax, gathered with one take().
         self.node_sizes = [len(active) * (2 + i) for i in range(self.steps)]
         index = [(offsets[i] + j) * first.num_ops + k for i in range(self.steps) for j in range(2 + i) for k in active]
         self.register_buffer("node_index", torch.tensor(index, dtype=torch.long), persistent=False)
