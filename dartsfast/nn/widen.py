@@ -24,6 +24,7 @@ import torch.nn as nn
 from torch.nn.utils import skip_init
 
 from dartsfast.nn.blocks import DSConv, FusedMBConv, MBConv
+from dartsfast.ops._common import memory_format_of
 
 __all__ = ["RepeatedInputConv2d", "can_widen", "widen"]
 
@@ -39,9 +40,8 @@ class RepeatedInputConv2d(nn.Conv2d):
         self.copies = copies
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
-            else torch.contiguous_format
-        return super().forward(x.repeat(1, self.copies, 1, 1).contiguous(memory_format=layout))
+        # repeat() returns NCHW whatever x is: keep an NHWC input NHWC (the conv's fast layout).
+        return super().forward(x.repeat(1, self.copies, 1, 1).contiguous(memory_format=memory_format_of(x)))
 
 
 def can_widen(block: nn.Module) -> bool:
