@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import numbers
 import os
 import re
 from typing import Callable, Sequence, Union
@@ -139,6 +140,24 @@ def num_edges(steps: int = STEPS) -> int:
 
 # ----------------------------------------------------------------------------- Genotype
 
+def _state_index(where: str, value: object) -> int:
+    # Strict: a genotype file saying 1.7, "1" or true is not silently read as state 1 (a
+    # different architecture than the one written down would be trained).
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"genotype {where} has {value!r} ({type(value).__name__}) where a state index "
+                         "(a non-negative int) belongs")
+    return int(value)
+
+
+def _edge(kind: str, e: int, edge: object) -> tuple[str, int]:
+    if not isinstance(edge, (tuple, list)) or len(edge) != 2:
+        raise ValueError(f"genotype {kind} edge {e} is {edge!r}; expected a pair [op, input_index]")
+    op, idx = edge
+    if not isinstance(op, str):
+        raise ValueError(f"genotype {kind} edge {e} names op {op!r}; expected an op name (str)")
+    return op, _state_index(f"{kind} edge {e}", idx)
+
+
 @dataclasses.dataclass(frozen=True)
 class Genotype:
     """A discrete cell pair: for each intermediate node, two ``(op, input_index)`` edges.
@@ -154,8 +173,8 @@ class Genotype:
 
     def __post_init__(self) -> None:
         for kind in ("normal", "reduce"):
-            edges = tuple((str(op), int(idx)) for op, idx in getattr(self, kind))
-            concat = tuple(int(i) for i in getattr(self, f"{kind}_concat"))
+            edges = tuple(_edge(kind, e, edge) for e, edge in enumerate(getattr(self, kind)))
+            concat = tuple(_state_index(f"{kind}_concat", i) for i in getattr(self, f"{kind}_concat"))
             object.__setattr__(self, kind, edges)
             object.__setattr__(self, f"{kind}_concat", concat)
             if len(edges) % 2:

@@ -108,6 +108,26 @@ def test_bad_genotypes_are_rejected(text, message):
         Genotype.from_json(text)
 
 
+GOOD_CELL = '[["dsconv_3x3", 0], ["dsconv_3x3", 1]]'
+
+
+@pytest.mark.parametrize("normal, concat, message", [
+    ('[["dsconv_3x3", 1.7], ["dsconv_3x3", 1]]', "[2]", "edge 0 has 1.7 \\(float\\)"),
+    ('[["dsconv_3x3", 0], ["dsconv_3x3", true]]', "[2]", "edge 1 has True \\(bool\\)"),
+    ('[["dsconv_3x3", "1"], ["dsconv_3x3", 1]]', "[2]", "edge 0 has '1' \\(str\\)"),
+    ('[["dsconv_3x3", Infinity], ["dsconv_3x3", 1]]', "[2]", "edge 0 has inf"),
+    (GOOD_CELL, "[2.5]", "normal_concat has 2.5"),
+    (GOOD_CELL, "[true]", "normal_concat has True"),
+    ('[["dsconv_3x3", 0, 1], ["dsconv_3x3", 1]]', "[2]", "expected a pair"),
+    ('[[3, 0], ["dsconv_3x3", 1]]', "[2]", "names op 3"),
+])
+def test_genotype_values_are_not_coerced(normal, concat, message):
+    """A value that is not exactly a state index is refused, never rounded into another architecture."""
+    text = f'{{"normal": {normal}, "normal_concat": {concat}, "reduce": {GOOD_CELL}, "reduce_concat": [2]}}'
+    with pytest.raises(ValueError, match=message):
+        Genotype.from_json(text)
+
+
 @pytest.mark.parametrize("name, kernel, expansion", [("mbconv_5x5_e6", 5, 6.0), ("fused_mbconv_3x3_e2", 3, 2.0),
                                                      ("mbconv_3x3", 3, 4.0), ("dsconv_5x5", 5, None)])
 def test_family_variants_carry_kernel_and_expansion_in_the_name(name, kernel, expansion):
