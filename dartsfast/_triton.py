@@ -6,8 +6,11 @@ so both questions read only the import system and the environment. Registration
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+
+import torch
 
 
 def installed() -> bool:
@@ -19,3 +22,9 @@ def interpreter_enabled() -> bool:
     """``TRITON_INTERPRET=1``: Triton runs kernels on CPU tensors. Triton reads it when a
     kernel is defined, i.e. when a kernel module is first imported (the first kernel call)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def device_guard(device: torch.device):
+    """Triton launches on the current CUDA device: make it ``device`` (tensors on cuda:1
+    need cuda:1 current); a no-op off CUDA (the interpreter)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

@@ -4,7 +4,6 @@ vectors, and the tiny SE MLP both passes run in torch on [N, C].
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import torch
@@ -53,11 +52,6 @@ class Plan:
     def rows(self) -> int:
         """Number of partial rows (one per program along axis 0)."""
         return self.n * self.chunks
-
-
-def device_guard(device: torch.device):
-    """Triton launches on the current CUDA device: make it x's."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def nhwc_strides(t: torch.Tensor) -> tuple[int, int, int, int]:

@@ -41,8 +41,9 @@ import torch
 import triton
 import triton.language as tl
 
+from dartsfast import _triton
 from dartsfast.ops._common import memory_format_of, new_output
-from dartsfast.ops.dwconv_se._plan import Plan, as_channels_last, device_guard, filter_taps, fp32, nhwc_strides, se_gate
+from dartsfast.ops.dwconv_se._plan import Plan, as_channels_last, filter_taps, fp32, nhwc_strides, se_gate
 from dartsfast.ops.dwconv_se._tiles import (
     VARYING,
     bn_params,
@@ -206,7 +207,7 @@ def dwconv_se_backward_triton(grad_out, x, weight, bn_weight, bn_bias, running_m
     k = weight.shape[-1]
     ho_wo = (output_size(h, k, stride), output_size(w, k, stride))
     hw = ho_wo[0] * ho_wo[1]
-    with device_guard(x.device):
+    with _triton.device_guard(x.device):
         xc, g = as_channels_last(x), as_channels_last(grad_out.to(x.dtype))
         w_taps = filter_taps(weight)
         gamma, beta, srw, srb, sew, seb = fp32(bn_weight, bn_bias, se_reduce_weight, se_reduce_bias,

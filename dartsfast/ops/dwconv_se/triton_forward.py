@@ -45,8 +45,9 @@ import torch
 import triton
 import triton.language as tl
 
+from dartsfast import _triton
 from dartsfast.ops._common import memory_format_of, new_output
-from dartsfast.ops.dwconv_se._plan import Plan, as_channels_last, device_guard, filter_taps, fp32, nhwc_strides, se_gate
+from dartsfast.ops.dwconv_se._plan import Plan, as_channels_last, filter_taps, fp32, nhwc_strides, se_gate
 from dartsfast.ops.dwconv_se._tiles import VARYING, bn_params, dwconv_tile, pixel_tile, program_tile, sigmoid, tile_ptrs
 from dartsfast.ops.dwconv_se.reference import output_size
 
@@ -222,7 +223,7 @@ def dwconv_se_forward_triton(x, weight, bn_weight, bn_bias, running_mean, runnin
     n, c, h, w = x.shape
     k = weight.shape[-1]
     ho_wo = (output_size(h, k, stride), output_size(w, k, stride))
-    with device_guard(x.device):
+    with _triton.device_guard(x.device):
         xc = as_channels_last(x)
         w_taps = filter_taps(weight)
         gamma, beta, srw, srb, sew, seb = fp32(bn_weight, bn_bias, se_reduce_weight, se_reduce_bias,

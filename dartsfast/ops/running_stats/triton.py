@@ -3,11 +3,11 @@ one launch (the torch reference takes 4 launches on a GPU). Imported on the firs
 call by :mod:`dartsfast.ops.running_stats`, never by ``import dartsfast``."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
+
+from dartsfast import _triton
 
 # C is at most a few thousand channels: one program covers 1024 of them.
 _BLOCK = 1024
@@ -30,9 +30,7 @@ def _running_stats_update_kernel(rm_ptr, rv_ptr, mean_ptr, var_ptr, C, momentum,
 def update_running_stats_triton(running_mean: torch.Tensor, running_var: torch.Tensor, mean: torch.Tensor,
                                 biased_var: torch.Tensor, count: int, momentum: float) -> None:
     c = running_mean.numel()
-    # Triton launches on the current CUDA device: make it the statistics' device.
-    guard = torch.cuda.device(running_mean.device) if running_mean.is_cuda else contextlib.nullcontext()
-    with guard:
+    with _triton.device_guard(running_mean.device):
         _running_stats_update_kernel[(triton.cdiv(c, _BLOCK),)](
             running_mean, running_var, mean.contiguous(), biased_var.contiguous(), c, float(momentum),
             count / (count - 1), BLOCK=_BLOCK)

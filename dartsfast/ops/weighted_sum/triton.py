@@ -26,7 +26,6 @@ of (M, K, dtype, GPU). Under the Triton interpreter (CPU) both use one small con
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
@@ -167,11 +166,6 @@ def _dense(tensors: Sequence[torch.Tensor], strides: Sequence[int],
     return [t if _same_layout(t, strides) else t.clone(memory_format=layout) for t in tensors]
 
 
-def _device_guard(x: torch.Tensor):
-    # Triton launches on the current CUDA device; tensors on cuda:1 need cuda:1 current.
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
-
 def _chunks(k: int, max_arity: int) -> list[tuple[int, int]]:
     if not isinstance(max_arity, int) or max_arity < 1:
         raise ValueError(f"max_arity must be a positive int, got {max_arity!r}")
@@ -200,7 +194,7 @@ def weighted_sum_triton(inputs: Sequence[torch.Tensor], weights: torch.Tensor, *
     carries = [new_output((m,), torch.float32, x0.device) for _ in range(n_carry)]
     key = dict(size_bucket=max(m - 1, 1).bit_length(), in_bytes=x0.element_size())
     grid = lambda meta: (triton.cdiv(m, meta["BLOCK"]),)  # noqa: E731
-    with _device_guard(x0):
+    with _triton.device_guard(x0.device):
         for i, (lo, hi) in enumerate(chunks):
             last = i == len(chunks) - 1
             dst = out if last else carries[i % 2]
@@ -230,7 +224,7 @@ def weighted_sum_backward_triton(grad: torch.Tensor, inputs: Sequence[torch.Tens
     num_programs = triton.cdiv(m, block)
     # partials[k, p]: program p's share of Σ grad·y_k; NaN-poisoned under test like outputs.
     partials = new_output((len(inputs), num_programs), torch.float32, x0.device)
-    with _device_guard(x0):
+    with _triton.device_guard(x0.device):
         for lo, hi in chunks:
             _weighted_sum_backward_kernel[(num_programs,)](g, tuple(xs[lo:hi]), tuple(grads[lo:hi]), w[lo:],
                                                            partials[lo:], m, num_programs,
