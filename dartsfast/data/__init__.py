@@ -9,11 +9,12 @@ augmentation is batched tensor arithmetic seeded by a ``torch.Generator``.
 
 Datasets (``DATASETS``):
   ``digits``         scikit-learn's bundled 8x8 digits (1797 images, no download) upsampled.
-  ``fashion-mnist``  torchvision FashionMNIST from ``data_dir``.
-  ``cifar10``        torchvision CIFAR10 from ``data_dir``.
+  ``fashion-mnist``  torchvision's FashionMNIST layout in ``data_dir`` (idx files, checked by ``files``).
+  ``cifar10``        torchvision's CIFAR10 layout in ``data_dir`` (pickles read safely by ``files``).
   ``synthetic``      seeded class-prototype images + noise (tests, benchmarks).
 
-Modules: ``datasets`` (loading, the train/val split), ``augment`` (batched crop, flip,
+Modules: ``datasets`` (loading, the train/val split), ``files`` (reading and checking
+the dataset files, a ValueError naming a bad one), ``augment`` (batched crop, flip,
 cutout), ``batches`` (``DeviceBatches``); their public names are importable from here.
 """
 from dartsfast.data.augment import Augment, cutout, default_augment, random_crop_flip

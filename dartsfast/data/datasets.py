@@ -15,14 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from dartsfast.config import DATASETS
+from dartsfast.data import files
 
 # Standard per-channel statistics of the training sets (pixels in [0, 1]).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
-_FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-_CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+_FMNIST_FILES, _CIFAR_FILES = files.FASHION_MNIST_FILES, files.CIFAR10_FILES
 
 
 @dataclass
@@ -74,7 +73,9 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, download: bool = 
     synthetic data: the digits train/test split is fixed so every run holds out the same
     test images. ``synthetic_*``: total samples, classes and channels of ``synthetic``.
     Raises ``FileNotFoundError`` (saying what to put where) when a torchvision dataset is
-    absent and ``download`` is False, ``ValueError`` for an unknown name.
+    absent and ``download`` is False; ``ValueError`` for an unknown name, and for a dataset
+    file that is damaged (empty, truncated, garbage, wrong shapes or labels, a directory),
+    naming the file and what is wrong (see :mod:`dartsfast.data.files`).
     """
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
@@ -136,46 +137,49 @@ def _missing(title: str, data_dir, expected: str) -> FileNotFoundError:
 
 
 def _load_fashion_mnist(data_dir, download: bool, image_size) -> ImageDataset:
-    # lazy: torchvision is a heavy optional dependency, not loaded by `import dartsfast`
-    from torchvision.datasets import FashionMNIST
-    from torchvision.datasets.utils import extract_archive
-
     raw = os.path.join("DIR" if data_dir is None else str(data_dir), "FashionMNIST", "raw")
-    if data_dir is not None and not download:
-        for f in _FMNIST_FILES:  # torchvision wants them uncompressed; accept the .gz too
-            if not os.path.isfile(os.path.join(raw, f)) and os.path.isfile(os.path.join(raw, f + ".gz")):
-                extract_archive(os.path.join(raw, f + ".gz"), raw)
-    if data_dir is None or (not download and not all(
-            os.path.isfile(os.path.join(raw, f)) for f in _FMNIST_FILES)):
+    # Each file may be NAME or NAME.gz; what is there is checked before anything reads it.
+    paths = [None] * len(_FMNIST_FILES) if data_dir is None else files.locate_fashion_mnist(raw)
+    if download and data_dir is not None and None in paths:
+        # lazy: torchvision is a heavy optional dependency, not loaded by `import dartsfast`
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(data_dir), train=True, download=True)  # fetches and extracts all four
+        paths = files.locate_fashion_mnist(raw)
+    if None in paths:
         raise _missing("Fashion-MNIST", data_dir,
                        f"{raw}/{{{','.join(_FMNIST_FILES)}}}[.gz]")
-    sets = [FashionMNIST(str(data_dir), train=t, download=download) for t in (True, False)]
-    # .data is the whole uint8 array [N, 28, 28]: one conversion, no per-image PIL decode.
-    xs = [_normalise(_resize(s.data.unsqueeze(1).float().div_(255), image_size),
-                     FASHION_MNIST_MEAN, FASHION_MNIST_STD) for s in sets]
-    ys = [s.targets.to(torch.int64) for s in sets]
+    arrays = files.read_fashion_mnist(paths)  # uint8 [N, 28, 28] and [N], checked
+    # The whole uint8 array at once: one conversion, no per-image PIL decode.
+    xs = [_normalise(_resize(torch.from_numpy(x).unsqueeze(1).float().div_(255), image_size),
+                     FASHION_MNIST_MEAN, FASHION_MNIST_STD) for x in arrays[0::2]]
+    ys = [torch.from_numpy(y).to(torch.int64) for y in arrays[1::2]]
     return ImageDataset("fashion-mnist", xs[0], ys[0], xs[1], ys[1], num_classes=10,
                         in_channels=1, image_size=xs[0].shape[-1],
                         mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
 
 
 def _load_cifar10(data_dir, download: bool, image_size) -> ImageDataset:
-    from torchvision.datasets import CIFAR10  # lazy: heavy optional dependency (as above)
-
     base = os.path.join("DIR" if data_dir is None else str(data_dir), "cifar-10-batches-py")
-    if data_dir is None or (not download and not all(
-            os.path.isfile(os.path.join(base, f)) for f in _CIFAR_FILES)):
+    paths = [None] * len(_CIFAR_FILES) if data_dir is None else files.locate_cifar10(base)
+    if download and data_dir is not None and not files.cifar10_intact(base):
+        # lazy: heavy optional dependency (as above). The archive replaces every file, so a
+        # damaged one is repaired too; its md5 is checked before extraction.
+        from torchvision.datasets import CIFAR10
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(CIFAR10.url, str(data_dir), filename=CIFAR10.filename,
+                                     md5=CIFAR10.tgz_md5)
+        paths = files.locate_cifar10(base)
+    if None in paths:
         raise _missing("CIFAR-10", data_dir, f"{base}/{{{','.join(_CIFAR_FILES)}}} "
                        "(the extracted cifar-10-python.tar.gz)")
-    try:
-        sets = [CIFAR10(str(data_dir), train=t, download=download) for t in (True, False)]
-    except RuntimeError as e:  # torchvision checks each file's md5 and says "download=True"
-        raise RuntimeError(f"CIFAR-10 files under {base} are corrupted or incomplete ({e}); "
-                           "delete them and pass --download, or copy intact ones") from e
-    # .data is uint8 [N, 32, 32, 3] (HWC): permute once to NCHW.
-    xs = [_normalise(_resize(torch.from_numpy(s.data).permute(0, 3, 1, 2).float().div_(255),
-                             image_size), CIFAR10_MEAN, CIFAR10_STD) for s in sets]
-    ys = [torch.as_tensor(s.targets, dtype=torch.int64) for s in sets]
+    # Read by a restricted unpickler, checked for shape, labels and md5 (not torchvision's
+    # CIFAR10, which unpickles anything). Rows are channel-major 3x32x32: a reshape to NCHW.
+    arrays = files.read_cifar10(paths)
+    xs = [_normalise(_resize(torch.from_numpy(x).view(-1, 3, 32, 32).float().div_(255),
+                             image_size), CIFAR10_MEAN, CIFAR10_STD) for x in arrays[0::2]]
+    ys = [torch.from_numpy(y) for y in arrays[1::2]]
     return ImageDataset("cifar10", xs[0].contiguous(), ys[0], xs[1].contiguous(), ys[1],
                         num_classes=10, in_channels=3, image_size=xs[0].shape[-1],
                         mean=CIFAR10_MEAN, std=CIFAR10_STD)
