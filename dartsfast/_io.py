@@ -7,12 +7,15 @@ import tempfile
 from typing import Any, BinaryIO, Callable
 
 
-def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
+def atomic_write(path: str, write: Callable[[BinaryIO], Any],
+                 verify: Callable[[str], None] | None = None) -> None:
     """``write(file_object)`` into a temp file beside ``path``, fsync, then rename over it.
 
     ``os.replace`` is atomic on POSIX within one filesystem, so readers see the old
     file or the new one, never a mix; on any error the temp file is removed and the
-    old file is untouched.
+    old file is untouched. ``verify(temp_path)``, if given, runs after the fsync and
+    before the rename: it raises to keep the old file when the new one did not come out
+    as meant.
     """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
@@ -21,6 +24,8 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
