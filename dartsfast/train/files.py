@@ -5,6 +5,7 @@ Both are written atomically; ``model.pt`` holds only tensors and plain container
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -46,7 +47,12 @@ def save_model(out: str, model: DiscreteNetwork, genotype: Genotype, config: Tra
                        "in_channels": in_channels, "auxiliary": config.auxiliary},
         "test_acc": test_acc,
     }
-    atomic_write(os.path.join(out, MODEL_FILE), lambda f: torch.save(payload, f))
+    # Serialised in memory first: on a full disk torch's zip writer raises a RuntimeError
+    # ("unexpected pos"), a plain write an OSError(ENOSPC) the CLI reports as such.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    atomic_write(os.path.join(out, MODEL_FILE), lambda f: f.write(data))
 
 
 def load_model(path: PathLike, map_location: Any = "cpu") -> DiscreteNetwork:
