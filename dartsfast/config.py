@@ -16,6 +16,13 @@ from dartsfast.runtime import AMP_MODES
 # The datasets dartsfast.data loads. Named here, below dartsfast.data, so a config can be
 # checked without importing the loaders (dartsfast.data re-exports it).
 DATASETS = ("digits", "fashion-mnist", "cifar10", "synthetic")
+# (training + test samples, channels, native side) of each, for sizing a run before any
+# data is loaded (dartsfast.search.memory); None samples: SearchConfig.synthetic_size.
+DATASET_SHAPES = {"digits": (1797, 1, 16), "fashion-mnist": (70000, 1, 28), "cifar10": (60000, 3, 32),
+                  "synthetic": (None, 3, 16)}
+# torch.manual_seed takes 64 bits and the search derives generator seeds as seed * 1000 + k;
+# 32 bits (numpy's legacy range) leaves room for both and is what most tools accept.
+MAX_SEED = 2**32 - 1
 
 # Field rules shared by the configs: (test, what the error says the value must be).
 Rule = tuple[Callable[[Any], bool], str]
@@ -72,8 +79,8 @@ class RunConfig:
             raise self._bad("amp", f"one of {', '.join(AMP_MODES)}")
         self._check(BOOL, "download", "augment")
         self._check(OPTIONAL_BOOL, "channels_last")
-        if not is_int(self.seed):
-            raise self._bad("seed", "an int")
+        if not is_int(self.seed) or not 0 <= self.seed <= MAX_SEED:
+            raise self._bad("seed", f"an int in [0, {MAX_SEED}] (2**32 - 1)")
         if self.grad_clip is not None and (not is_real(self.grad_clip) or self.grad_clip < 0):
             raise self._bad("grad_clip", "None or a finite number >= 0 (0 = off)")
         check_device_field(self)

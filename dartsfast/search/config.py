@@ -42,9 +42,9 @@ class SearchConfig(RunConfig):
     None: eager). ``cuda_graph``: capture the step in one CUDA graph
     (:mod:`dartsfast.search.graph_step`); None: wherever it can be captured, True: also say
     why when it cannot. ``out``: directory for genotype.json, history.json, checkpoint.pt
-    and plots (None = write nothing). ``resume``: continue from ``out/checkpoint.pt`` if it
-    exists. ``overwrite``: allow starting afresh
-    over an existing checkpoint (never implied).
+    and plots (None = write nothing). ``resume``: continue from ``out/checkpoint.pt`` (which must
+    exist). ``overwrite``: allow starting afresh over an existing checkpoint (never implied;
+    not with ``resume``).
     """
 
     epochs: int = 50
@@ -92,11 +92,16 @@ class SearchConfig(RunConfig):
         self._lr_floor("w_lr_min", "w_lr")
         self._check(FRACTION, "w_momentum")
         self._check(NON_NEGATIVE_REAL, "w_weight_decay", "alpha_weight_decay")
-        betas = tuple(self.alpha_betas)
-        if len(betas) != 2 or not all(is_real(b) and 0 <= b < 1 for b in betas):
-            raise self._bad("alpha_betas", "two numbers in [0, 1)")
-        self.alpha_betas = betas
+        if not isinstance(self.alpha_betas, (tuple, list)) or len(self.alpha_betas) != 2 or not all(
+                is_real(b) and 0 <= b < 1 for b in self.alpha_betas):
+            raise self._bad("alpha_betas", "a pair of numbers in [0, 1), such as (0.5, 0.999)")
+        self.alpha_betas = tuple(self.alpha_betas)
         self._check(BOOL, "resume", "overwrite", "progress", "plots")
+        if self.resume and self.overwrite:
+            raise ValueError("SearchConfig.resume and .overwrite exclude each other (--resume continues "
+                             "the checkpoint in out, --overwrite starts afresh over it); pass one")
+        if self.resume and self.out is None:
+            raise ValueError("SearchConfig.resume needs SearchConfig.out (the directory holding checkpoint.pt)")
         self._check(OPTIONAL_BOOL, "edge_normalization", "edge_batching", "cuda_graph")
         if self.compile is not None and self.compile not in COMPILE_BACKENDS:
             raise self._bad("compile", f"None or one of {', '.join(COMPILE_BACKENDS)}")

@@ -20,7 +20,6 @@ import collections
 import contextlib
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -30,18 +29,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dartsfast import backend, viz
-from dartsfast._io import write_json
 from dartsfast.data import DeviceBatches, ImageDataset, default_augment, load_dataset, split_train_val
+from dartsfast.rundir import run_directory
 from dartsfast.runtime import autocast, evaluate_sums, optimizer_options, resolve_device, synchronize
 from dartsfast.search import distributed
 from dartsfast.search.bilevel import architecture_step
-from dartsfast.search.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from dartsfast.search.checkpoint import CheckpointError, checkpoint_path
 from dartsfast.search.config import SearchConfig
 from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
-from dartsfast.search.space import GENOTYPE_FILE, Genotype
+from dartsfast.search.memory import check_search_fits
+from dartsfast.search.outputs import resume_state, write_epoch_files
+from dartsfast.search.space import Genotype
 from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
 
-HISTORY_FILE = "history.json"
 _POSTFIX_EVERY = 25  # steps between progress-bar loss reads (each read is a host sync)
 
 EpochCallback = Callable[[int, dict], None]
@@ -256,26 +256,6 @@ def _alpha_record(model: SearchModel) -> dict:
     return record
 
 
-def _prepare_out(config: SearchConfig, ctx: distributed.DistContext) -> Optional[dict]:
-    """Create ``out``; return the checkpoint to resume from (or None). Never clobbers one."""
-    if config.out is None:
-        if config.resume:
-            raise ValueError("SearchConfig.resume needs SearchConfig.out (where the checkpoint is)")
-        return None
-    if ctx.is_main:
-        os.makedirs(config.out, exist_ok=True)
-    distributed.barrier(ctx)
-    path = checkpoint_path(config.out)
-    if not os.path.exists(path):
-        return None
-    if config.resume:
-        return load_checkpoint(path, config)
-    if not config.overwrite:
-        raise CheckpointError(f"{path} exists from an earlier search; pass resume=True (--resume) to "
-                              "continue it, overwrite=True (--overwrite) to start afresh, or another out")
-    return None
-
-
 def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageDataset] = None,
            on_epoch_end: Optional[EpochCallback] = None) -> SearchResult:
     """Run a DARTS search as ``config`` says; return the genotype and the per-epoch history.
@@ -298,6 +278,8 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
     config = SearchConfig() if config is None else config
     if not isinstance(config, SearchConfig):
         raise TypeError(f"config must be a SearchConfig, got {type(config).__name__}")
+    if dataset is not None and not isinstance(dataset, ImageDataset):
+        raise TypeError(f"dataset must be a dartsfast.data.ImageDataset or None, got {type(dataset).__name__}")
     device = resolve_device(config.device, "SearchConfig.device")
     ctx = distributed.setup(device.type)
     try:
@@ -313,12 +295,22 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
 
 def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistContext,
             dataset: Optional[ImageDataset], on_epoch_end: Optional[EpochCallback]) -> SearchResult:
-    resume_state = _prepare_out(config, ctx)
+    check_search_fits(config, device, dataset)
+    with run_directory(config.out, hold=ctx.is_main):
+        distributed.barrier(ctx)
+        return _search_in(config, device, ctx, dataset, on_epoch_end)
+
+
+def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.DistContext,
+               dataset: Optional[ImageDataset], on_epoch_end: Optional[EpochCallback]) -> SearchResult:
+    saved = resume_state(config)
     run = SearchRun(config, device, ctx, dataset)
     start_epoch = 0
-    if resume_state is not None:
-        run.load_state_dict(resume_state)
+    if saved is not None:
+        run.load_state_dict(saved)
         start_epoch = run.epoch
+        if ctx.is_main and run.history:  # the files of the checkpoint's epoch, in case a kill skipped them
+            write_epoch_files(config.out, run.history, run.model.genotype())
         if ctx.is_main and config.progress:
             print(f"resuming {checkpoint_path(config.out)} after epoch {start_epoch}/{config.epochs}")
 
@@ -369,9 +361,7 @@ def _search(config: SearchConfig, device: torch.device, ctx: distributed.DistCon
                        f"{record['val_acc']:.4f} | {record['images_per_s']:.0f} img/s"
                        + (f" | {record['skipped_steps']} fp16 steps skipped" if record["skipped_steps"] else ""))
         if config.out is not None and ctx.is_main:
-            write_json(os.path.join(config.out, HISTORY_FILE), run.history)
-            genotype.save(os.path.join(config.out, GENOTYPE_FILE))
-            save_checkpoint(checkpoint_path(config.out), run.state_dict())
+            write_epoch_files(config.out, run.history, genotype, run.state_dict())
         distributed.barrier(ctx)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)

@@ -21,9 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dartsfast.data import Augment, DeviceBatches, ImageDataset, default_augment, load_dataset
+from dartsfast.rundir import run_directory
 from dartsfast.runtime import autocast, evaluate_sums, optimizer_options, resolve_device, synchronize
+from dartsfast.search.memory import check_run_fits
 from dartsfast.search.network import DiscreteNetwork
-from dartsfast.search.space import Genotype, PathLike
+from dartsfast.search.space import MULTIPLIER, Genotype, PathLike
 from dartsfast.train.config import TrainConfig
 from dartsfast.train.files import save_history, save_model
 
@@ -77,9 +79,16 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
             raise TypeError(f"genotype must be a Genotype or a path, got {type(genotype).__name__}")
     device = resolve_device(config.device, "TrainConfig.device")
     channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
-    if config.out is not None:
-        os.makedirs(config.out, exist_ok=True)
+    if dataset is not None and not isinstance(dataset, ImageDataset):
+        raise TypeError(f"dataset must be a dartsfast.data.ImageDataset or None, got {type(dataset).__name__}")
+    # Lower bound: each cell's output, the concatenation of its MULTIPLIER nodes, is kept.
+    check_run_fits(config, device, dataset, ops_per_edge=1, edges_per_cell=MULTIPLIER)
+    with run_directory(config.out):
+        return _train(genotype, config, device, channels_last, progress, dataset)
 
+
+def _train(genotype: Genotype, config: TrainConfig, device: torch.device, channels_last: bool,
+           progress: bool, dataset: Optional[ImageDataset]) -> TrainResult:
     torch.manual_seed(config.seed)  # model init and drop-path masks
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,

@@ -10,7 +10,8 @@ import torch.multiprocessing as mp
 from dartsfast.search import Genotype
 from dartsfast.search.checkpoint import CHECKPOINT_FILE, CheckpointError
 from dartsfast.search.config import SearchConfig
-from dartsfast.search.loop import GENOTYPE_FILE, HISTORY_FILE, search
+from dartsfast.search.loop import search
+from dartsfast.search.outputs import GENOTYPE_FILE, HISTORY_FILE
 
 CHEAP_OPS = ("skip_connect", "avg_pool_3x3", "dsconv_3x3", "none")
 TIMING_KEYS = ("epoch_time_s", "train_time_s", "images_per_s")
@@ -117,9 +118,11 @@ def test_existing_checkpoint_is_not_clobbered_without_overwrite(tmp_path):
     assert (tmp_path / CHECKPOINT_FILE).read_bytes() != before
 
 
-def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
-    result = search(tiny(tmp_path, epochs=1, resume=True))
-    assert result.start_epoch == 0 and len(result.history) == 1
+def test_resume_without_a_checkpoint_is_refused_and_creates_nothing(tmp_path):
+    # It used to start afresh silently: a typo in --out restarted a long search from epoch 0.
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        search(tiny(tmp_path / "new", epochs=1, resume=True))
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("amp, channels_last", [("bf16", True), ("bf16", False), ("off", True), ("fp16", False)])
