@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from dartsfast.config import MAX_SEED
+
 
 def _int(text: str, want: str) -> int:
     try:
@@ -33,6 +35,13 @@ def non_negative_int(text: str) -> int:
     value = _int(text, "an integer ≥ 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = _int(text, "an integer seed")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, {MAX_SEED}] (2**32 - 1), got {value}")
     return value
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from dartsfast import backend
-from dartsfast.cli._argtypes import positive_int
+from dartsfast.cli._argtypes import positive_int, seed
+from dartsfast.config import MAX_SEED
 from dartsfast.data import DATASETS
 from dartsfast.runtime import AMP_MODES
 
@@ -26,7 +27,10 @@ def add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, laye
     p.add_argument("--backend", choices=backend.BACKENDS, default=None,
                    help="fused-op implementation (default: $DARTSFAST_BACKEND or auto)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA if visible), 'cpu', 'cuda:1', ...")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help=f"random seed in [0, {MAX_SEED}]")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's, all cores; give each of several "
+                        "runs sharing a machine its share, e.g. --threads 1 on 2 cores)")
     p.add_argument("--max-train-samples", type=positive_int, default=None,
                    help="use only the first N training samples (quick runs)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

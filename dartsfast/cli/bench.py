@@ -29,6 +29,7 @@ from dartsfast.bench.runner import ROUNDS, run_suite
 from dartsfast.cli import bench_ops
 from dartsfast.cli._argtypes import fraction, name_list, positive_float, positive_int
 from dartsfast.records import load_document, write_document
+from dartsfast.rundir import check_output_file
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -106,8 +107,8 @@ def _failed(doc: dict) -> list[str]:
 
 
 def _run(args) -> int:
-    if args.out is not None and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give a file name such as {args.out / 'bench.json'}")
+    if args.out is not None:
+        check_output_file(args.out, "--out")
     doc = _suite_run(args)
     if args.out is not None:
         write_document(args.out, doc)
@@ -123,6 +124,8 @@ def _run(args) -> int:
 
 
 def _compare(args) -> int:
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     new = load_document(args.new, kind="bench")
     base_path = args.base
     if base_path.is_dir():
@@ -178,8 +181,7 @@ def _update_baseline(args) -> int:
     failed = [f for d in docs for f in _failed(d)]
     baseline = merge_runs(docs)
     out = args.out or args.dir / f"{baseline['device_class']}.json"
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a directory")
+    check_output_file(out, "--out")
     baseline = write_document(out, baseline)
     print(f"update-baseline: {out} ← {len(docs)} run(s), {len(baseline['records'])} benchmarks "
           f"(device class {baseline['device_class']})")
@@ -198,8 +200,7 @@ def _update_baseline(args) -> int:
 
 def _history(args) -> int:
     entries = read_history(args.history)
-    if args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a directory; give a PNG file name")
+    check_output_file(args.out, "--out")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     points = plot_history(entries, args.name, args.out, args.device_class)
     print(f"bench history: {points} point(s) of {args.name} from {len(entries)} run(s) → {args.out}")

@@ -19,6 +19,7 @@ import torch
 from dartsfast._io import write_json
 from dartsfast.bench.opcount import CONFIGS, count_step, make_run
 from dartsfast.cli._argtypes import positive_int
+from dartsfast.rundir import check_output_file
 
 DEFAULT_BUDGETS = Path("benchmarks") / "budgets.json"
 
@@ -55,6 +56,8 @@ def _orders(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device is visible")
+    if args.json is not None:
+        check_output_file(args.json, "--json")
     overrides = dict(layers=args.layers, channels=args.channels, image_size=args.image_size,
                      ops=tuple(s.strip() for s in args.ops.split(",")) if args.ops else None,
                      edge_batching=args.edge_batching)

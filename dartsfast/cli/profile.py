@@ -23,6 +23,7 @@ from dartsfast.profiling.ceilings import DTYPES
 from dartsfast.profiling.lut import build_lut, save_lut
 from dartsfast.profiling.models import MODES
 from dartsfast.profiling.profiler import DTYPE_ALIASES, IMPLS, LAYOUT_ALIASES, LAYOUTS, ProfileRun, iter_cases
+from dartsfast.rundir import check_output_file
 from dartsfast.runtime import resolve_device
 from dartsfast.search import DEFAULT_OPS
 from dartsfast.search.space import check_op_names
@@ -111,8 +112,9 @@ def _shapes(args) -> list:
     return shapes + [presets.parse_shape(s) for s in args.shape]
 
 
-def _parent(path: str | None) -> None:
+def _parent(path: str | None, flag: str) -> None:
     if path:
+        check_output_file(path, flag)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
@@ -136,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
             raise BackendUnavailableError(f"--fused-backend {args.fused_backend}: {reason}")
     shapes = _shapes(args)
     lut_ops = _lut_ops(args, dtypes, layouts, batch_sizes) if args.lut else ()  # checked before a long sweep
-    for path in (args.out, args.markdown, args.plot, args.roofline, args.lut):
-        _parent(path)
+    for flag, path in (("--out", args.out), ("--markdown", args.markdown), ("--plot", args.plot),
+                       ("--roofline", args.roofline), ("--lut", args.lut)):
+        _parent(path, flag)
     if shapes:
         specs = presets.block_specs(shapes, blocks, se)
         _profile(args, device, specs, dtypes, layouts, impls, modes, batch_sizes, size)

@@ -8,6 +8,7 @@ from dartsfast.cli._common import add_common, common_settings
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
 from dartsfast.search.config import COMPILE_BACKENDS
 from dartsfast.search.space import check_op_names
+from dartsfast.timing import num_threads
 
 
 def _op_list(text: str) -> tuple:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         partial_channels=args.partial_channels, edge_batching=args.edge_batching, compile=args.compile,
         cuda_graph=args.cuda_graph, synthetic_size=args.synthetic_size, out=args.out,
         resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)
-    result = search(config)
+    with num_threads(args.threads):
+        result = search(config)
     last = result.history[-1]
     print(f"genotype ({args.out}/genotype.json):")
     print(result.genotype.to_json())

@@ -7,6 +7,7 @@ import contextlib
 from dartsfast import backend
 from dartsfast.cli._argtypes import number
 from dartsfast.cli._common import add_common, common_settings
+from dartsfast.timing import num_threads
 from dartsfast.train import TrainConfig, train
 
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         **common_settings(args), lr=args.lr, weight_decay=args.weight_decay, drop_path_prob=args.drop_path,
         auxiliary=args.auxiliary, cutout=args.cutout, augment=args.augment, out=args.out)
     use = backend.use_backend(args.backend) if args.backend else contextlib.nullcontext()
-    with use:
+    with use, num_threads(args.threads):
         result = train(args.genotype, config, progress=args.progress)
     print(f"test accuracy: {result.test_acc:.4f} ({100 * result.test_acc:.2f}%)"
           + (f"; model and history in {args.out}" if args.out else ""))
