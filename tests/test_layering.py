@@ -17,8 +17,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dartsfast"
 # Low to high; a module may import its own layer or a lower one.  A dotted name matches
 # itself and everything under it; the longest matching prefix decides.
 LAYERS = [
-    ["dartsfast._io", "dartsfast.rundir", "dartsfast._validate", "dartsfast._ext", "dartsfast.backend", "dartsfast.runtime",
-     "dartsfast.timing", "dartsfast.records", "dartsfast.viz", "dartsfast.config", "dartsfast._triton"],
+    ["dartsfast._io", "dartsfast.rundir", "dartsfast._validate", "dartsfast._ext", "dartsfast.backend",
+     "dartsfast.runtime", "dartsfast.timing", "dartsfast.records", "dartsfast.viz", "dartsfast.config",
+     "dartsfast._triton"],
     ["dartsfast.ops"],
     ["dartsfast.testing"],
     ["dartsfast.nn"],
