@@ -1,6 +1,8 @@
 """Device, mixed precision and timing helpers shared by the search and training loops."""
 from __future__ import annotations
 
+import resource
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -70,3 +72,30 @@ def evaluate_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size
     finally:
         model.train(was_training)
     return loss_sum, correct
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak for :func:`peak_memory_bytes` (per epoch in the search's history)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux >= 4.0: "5" resets the process's peak resident set (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # elsewhere the peak is the process's since it started
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak since :func:`reset_peak_memory`: CUDA ``max_memory_allocated`` (tensors), or on a
+    CPU the process's peak resident set (VmHWM: tensors, code, allocator caches)."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB

@@ -7,6 +7,7 @@ from dartsfast.cli._argtypes import number, positive_int
 from dartsfast.cli._common import add_common, common_settings
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
 from dartsfast.search.config import COMPILE_BACKENDS
+from dartsfast.search.recompute import MEMORY_MODES
 from dartsfast.search.space import check_op_names
 from dartsfast.timing import num_threads
 
@@ -34,6 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--cuda-graph", action=argparse.BooleanOptionalAction, default=None,
                    help="capture the step in one CUDA graph (default: wherever it can be; "
                         "--cuda-graph also says why when it cannot)")
+    s.add_argument("--memory", choices=MEMORY_MODES, default="fast",
+                   help="fast: keep every activation for backward; lean: recompute each cell in "
+                        "backward (same results, a fraction of the memory; README)")
     s.add_argument("--train-fraction", type=number, default=0.5, help="share of the training set for weights")
     s.add_argument("--w-lr", type=number, default=0.025, help="weights' SGD learning rate")
     s.add_argument("--alpha-lr", type=number, default=3e-4, help="alphas' Adam learning rate")
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         **common_settings(args), ops=args.ops, order=args.order, backend=args.backend,
         train_fraction=args.train_fraction, augment=args.augment, w_lr=args.w_lr, alpha_lr=args.alpha_lr,
         partial_channels=args.partial_channels, edge_batching=args.edge_batching, compile=args.compile,
-        cuda_graph=args.cuda_graph, synthetic_size=args.synthetic_size, out=args.out,
+        cuda_graph=args.cuda_graph, memory=args.memory, synthetic_size=args.synthetic_size, out=args.out,
         resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)
     with num_threads(args.threads):
         result = search(config)

@@ -12,11 +12,12 @@ wrongly and so was first order in effect; ``test_bilevel`` checks ours against a
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from dartsfast.search.recompute import running_stats_frozen
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,26 +28,6 @@ def _assign_grads(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None
             p.grad = g.detach().clone()
         else:
             p.grad.copy_(g)
-
-
-@contextlib.contextmanager
-def running_stats_frozen(model: nn.Module) -> Iterator[None]:
-    """BatchNorms still normalise by the batch but leave their running statistics alone.
-
-    For the second order's passes at weights the network never takes (w' and w ± ε·v):
-    their batch statistics describe no network the search trains. (The original code ran
-    w' on a throw-away copy, so its statistics were lost anyway.) It also skips 4 ops per
-    fused MBConv middle per pass, whose running-stat update is not inside a kernel.
-    """
-    norms = [m for m in model.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    for m in norms:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in norms:
-            m.track_running_stats = True
 
 
 def first_order_hypergradient(model, loss_fn: LossFn, x_val, y_val) -> list[torch.Tensor]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from dartsfast.ops import weighted_sum
 from dartsfast.search.layout import edge_stride, preprocess
+from dartsfast.search.recompute import recomputed
 from dartsfast.search.space import NONE, build_op, check_op_names
 
 
@@ -64,6 +65,10 @@ class MixedOp(nn.Module):
         return out
 
 
+def _call(module: nn.Module, *inputs):
+    return module(*inputs)
+
+
 class Cell(nn.Module):
     """A DARTS cell: two preprocessed inputs, ``steps`` nodes each fed by every earlier state."""
 
@@ -76,13 +81,17 @@ class Cell(nn.Module):
         self.edges = nn.ModuleList(
             MixedOp(channels, edge_stride(reduction, j), op_names, partial_channels)
             for i in range(steps) for j in range(2 + i))
+        # Lean memory (set by the Supernet): each edge recomputed in backward, so only one
+        # edge's activations are alive at a time (dartsfast.search.recompute).
+        self.recompute_edges = False
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        run = recomputed if self.recompute_edges and torch.is_grad_enabled() else _call
         offset = 0
         for _ in range(self.steps):
-            outs = [self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states)]
+            outs = [run(self.edges[offset + j], h, weights[offset + j]) for j, h in enumerate(states)]
             if edge_weights is None:
                 node = sum(outs[1:], outs[0])
             else:  # PC-DARTS edge normalisation: the node is a convex mix of its edges

@@ -8,17 +8,20 @@ from typing import Optional
 from dartsfast import backend
 from dartsfast._validate import is_int, is_real
 from dartsfast.config import BOOL, FRACTION, NON_NEGATIVE_REAL, OPTIONAL_BOOL, POSITIVE_INT, POSITIVE_REAL, RunConfig
+from dartsfast.search.recompute import MEMORY_MODES
 from dartsfast.search.space import DEFAULT_OPS, check_op_names
 
-# Fields that may differ between a checkpoint and the run that resumes it: they change
-# where files go, what is printed or how the same kernels are launched (cuda_graph), not
-# what the search computes.
 # torch.compile backends the search accepts: inductor generates kernels (C++ on a CPU,
 # Triton on a GPU); aot_eager traces forward and backward without generating code (quick,
 # for checking that a network compiles).
 COMPILE_BACKENDS = ("inductor", "aot_eager")
 
-RESUME_FREE_FIELDS = ("out", "resume", "overwrite", "progress", "data_dir", "download", "plots", "cuda_graph")
+# Fields that may differ between a checkpoint and the run that resumes it: they change
+# where files go, what is printed, how the same kernels are launched (cuda_graph) or
+# whether activations are kept or recomputed (memory: the same bits), not what the search
+# computes.
+RESUME_FREE_FIELDS = ("out", "resume", "overwrite", "progress", "data_dir", "download", "plots", "cuda_graph",
+                      "memory")
 
 
 @dataclass
@@ -41,7 +44,9 @@ class SearchConfig(RunConfig):
     ``compile``: a ``torch.compile`` backend for the supernet (one of ``COMPILE_BACKENDS``;
     None: eager). ``cuda_graph``: capture the step in one CUDA graph
     (:mod:`dartsfast.search.graph_step`); None: wherever it can be captured, True: also say
-    why when it cannot. ``out``: directory for genotype.json, history.json, checkpoint.pt
+    why when it cannot. ``memory``: 'fast' keeps every activation for backward, 'lean'
+    recomputes each cell in backward (:mod:`dartsfast.search.recompute`; the same
+    results, a fraction of the memory). ``out``: directory for genotype.json, history.json, checkpoint.pt
     and plots (None = write nothing). ``resume``: continue from ``out/checkpoint.pt`` (which must
     exist). ``overwrite``: allow starting afresh over an existing checkpoint (never implied;
     not with ``resume``).
@@ -65,6 +70,7 @@ class SearchConfig(RunConfig):
     edge_batching: Optional[bool] = None
     compile: Optional[str] = None
     cuda_graph: Optional[bool] = None
+    memory: str = "fast"
     synthetic_size: int = 2048
     resume: bool = False
     overwrite: bool = False
@@ -103,6 +109,8 @@ class SearchConfig(RunConfig):
         if self.resume and self.out is None:
             raise ValueError("SearchConfig.resume needs SearchConfig.out (the directory holding checkpoint.pt)")
         self._check(OPTIONAL_BOOL, "edge_normalization", "edge_batching", "cuda_graph")
+        if self.memory not in MEMORY_MODES:
+            raise self._bad("memory", f"one of {', '.join(MEMORY_MODES)}")
         if self.compile is not None and self.compile not in COMPILE_BACKENDS:
             raise self._bad("compile", f"None or one of {', '.join(COMPILE_BACKENDS)}")
         if not isinstance(self.device, str):  # stored in checkpoints: plain strings only

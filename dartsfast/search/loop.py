@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast import backend, viz
+from dartsfast import backend, runtime, viz
 from dartsfast.data import DeviceBatches, ImageDataset, default_augment, load_dataset, split_train_val
 from dartsfast.rundir import run_directory
 from dartsfast.runtime import autocast, evaluate_sums, optimizer_options, resolve_device, synchronize
@@ -95,7 +95,8 @@ class SearchRun:
         self.val_iter = self.val_batches.forever()  # DARTS's persistent validation iterator
 
         net = Supernet(config.channels, self.num_classes, config.layers, config.ops, self.in_channels,
-                       partial_channels=config.partial_channels, edge_batching=self.edge_batching)
+                       partial_channels=config.partial_channels, edge_batching=self.edge_batching,
+                       memory=config.memory)
         arch = ArchParams(len(config.ops), edge_normalization=config.use_edge_normalization,
                           generator=torch.Generator().manual_seed(config.seed))
         self.model = SearchModel(net, arch).to(device)
@@ -265,7 +266,9 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
     mode), ``alphas_normal``/``alphas_reduce`` (softmaxed, [edges][ops] in ``ops`` order;
     plus ``edges_*`` with edge normalisation), ``genotype``, ``epoch_time_s``,
     ``train_time_s``, ``images_per_s`` (weight-step images over all ranks per second of
-    stepping), ``skipped_steps`` (fp16 weight steps skipped for inf/NaN gradients).
+    stepping), ``skipped_steps`` (fp16 weight steps skipped for inf/NaN gradients),
+    ``peak_memory_bytes`` (the epoch's peak: CUDA max_memory_allocated, or the CPU
+    process's peak resident set).
 
     ``dataset``: a preloaded :class:`~dartsfast.data.ImageDataset` instead of loading
     ``config.dataset``. ``on_epoch_end(epoch, record)`` runs after each epoch's files
@@ -324,6 +327,7 @@ def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.Dist
         loss_sum, correct = (torch.zeros((), device=device) for _ in range(2))
         skipped = torch.zeros((), device=device)
         synchronize(device)
+        runtime.reset_peak_memory(device)
         t0 = time.perf_counter()
         bar = tqdm(range(steps), leave=False, disable=not show, unit="step",
                    desc=f"search epoch {epoch + 1}/{config.epochs}")
@@ -349,7 +353,7 @@ def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.Dist
                   "val_loss": va_loss / n_val, "val_acc": va_correct / n_val, **_alpha_record(run.model),
                   "genotype": genotype.to_dict(), "epoch_time_s": time.perf_counter() - t0,
                   "train_time_s": train_time, "images_per_s": seen / train_time if train_time > 0 else 0.0,
-                  "skipped_steps": int(skipped)}
+                  "skipped_steps": int(skipped), "peak_memory_bytes": runtime.peak_memory_bytes(device)}
         if not math.isfinite(record["train_loss"]) or not math.isfinite(record["val_loss"]):
             raise FloatingPointError(
                 f"search diverged in epoch {epoch + 1}: train loss {record['train_loss']}, val loss "

@@ -36,15 +36,19 @@ def dataset_shape(name: str, image_size: Optional[int], synthetic_size: int) -> 
 
 
 def minimum_bytes(*, batch_size: int, channels: int, layers: int, side: int, samples: int, in_channels: int,
-                  ops_per_edge: int, edges_per_cell: int, partial_channels: int = 1) -> dict[str, int]:
-    """The bound's parts in bytes: ``dataset`` and ``activations``."""
-    activations = batch_size * _STEM_MULTIPLIER * channels * side * side
+                  ops_per_edge: int, edges_per_cell: int, partial_channels: int = 1,
+                  lean: bool = False) -> dict[str, int]:
+    """The bound's parts in bytes: ``dataset`` and ``activations``. ``lean``: one cell's
+    candidate outputs alive at a time (lean memory mode), not every cell's."""
+    stem = batch_size * _STEM_MULTIPLIER * channels * side * side
     reducing = reduction_layers(layers)
     c, s = channels, side
+    per_cell = []
     for i in range(layers):
         if i in reducing:
             c, s = 2 * c, (s + 1) // 2
-        activations += edges_per_cell * ops_per_edge * batch_size * max(1, c // partial_channels) * s * s
+        per_cell.append(edges_per_cell * ops_per_edge * batch_size * max(1, c // partial_channels) * s * s)
+    activations = stem + (max(per_cell) if lean else sum(per_cell))
     return {"dataset": samples * in_channels * side * side * _FLOAT32, "activations": activations * _FLOAT32}
 
 
@@ -56,7 +60,7 @@ def device_memory_bytes(device: torch.device) -> int:
 
 
 def check_run_fits(config, device: torch.device, dataset=None, *, ops_per_edge: int, edges_per_cell: int,
-                   partial_channels: int = 1) -> None:
+                   partial_channels: int = 1, lean: bool = False) -> None:
     """:func:`check_fits` for a RunConfig (search or train); ``dataset``: a preloaded ImageDataset."""
     if dataset is not None:
         samples = dataset.train_x.shape[0] + dataset.test_x.shape[0]
@@ -66,17 +70,18 @@ def check_run_fits(config, device: torch.device, dataset=None, *, ops_per_edge: 
                                                    getattr(config, "synthetic_size", 2048))
     parts = minimum_bytes(batch_size=config.batch_size, channels=config.channels, layers=config.layers,
                           side=side, samples=samples, in_channels=in_channels, ops_per_edge=ops_per_edge,
-                          edges_per_cell=edges_per_cell, partial_channels=partial_channels)
+                          edges_per_cell=edges_per_cell, partial_channels=partial_channels, lean=lean)
     check_fits(parts, device, "lower --batch-size, --channels, --layers or --image-size"
                + (" or --synthetic-size" if config.dataset == "synthetic" and dataset is None else ""))
 
 
 def check_search_fits(config, device: torch.device, dataset=None) -> None:
     """The bound for a SearchConfig: every edge of a cell keeps the output of each candidate
-    but 'none' and 'skip_connect' (which keep nothing of their own)."""
+    but 'none' and 'skip_connect' (which keep nothing of their own): of every cell in fast
+    memory mode, of one cell at a time in lean mode."""
     kept = sum(op not in (NONE, "skip_connect") for op in config.ops)
     check_run_fits(config, device, dataset, ops_per_edge=kept, edges_per_cell=num_edges(),
-                   partial_channels=config.partial_channels)
+                   partial_channels=config.partial_channels, lean=config.memory == "lean")
 
 
 def check_fits(parts: dict[str, int], device: torch.device, hint: str) -> None:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from dartsfast.search.batched_cell import BatchedCell
 from dartsfast.search.cell import Cell, MixedOp
 from dartsfast.search.layout import build_cells
+from dartsfast.search.recompute import MEMORY_MODES, recomputed
 from dartsfast.search.space import MULTIPLIER, STEPS, check_op_names, derive_genotype, num_edges
 
 
@@ -31,11 +32,16 @@ class Supernet(nn.Module):
     computed together, 5 evaluations per cell instead of 14); False keeps the per-edge
     :class:`Cell`. Both compute the same function from the same seed, but their
     state_dicts differ (a batched state holds its edges' weights concatenated).
+
+    ``memory``: 'fast' keeps every activation for backward; 'lean' keeps only each cell's
+    inputs and recomputes the cell in backward (:mod:`dartsfast.search.recompute`): the
+    same function and gradients, a fraction of the memory, ~1/3 more compute.
     """
 
     def __init__(self, channels: int, num_classes: int, layers: int, op_names: Sequence[str],
                  in_channels: int = 3, steps: int = STEPS, multiplier: int = MULTIPLIER,
-                 stem_multiplier: int = 3, partial_channels: int = 1, edge_batching: bool = True) -> None:
+                 stem_multiplier: int = 3, partial_channels: int = 1, edge_batching: bool = True,
+                 memory: str = "fast") -> None:
         super().__init__()
         for name, value in (("channels", channels), ("num_classes", num_classes), ("layers", layers),
                             ("in_channels", in_channels), ("partial_channels", partial_channels)):
@@ -53,6 +59,7 @@ class Supernet(nn.Module):
             Cell(steps, multiplier, c_pp, c_p, c, red, red_prev, self.op_names, partial_channels)))
         self.stem, self.cells = stack.stem, stack.cells
         self.classifier = nn.Linear(stack.out_channels[-1], num_classes)
+        self.memory = memory
         # BatchNorm only reads its batch counter when momentum is None (a cumulative
         # average); the search's BNs all have a momentum, so the counter is dropped: one
         # add_ less per BN per forward (≈ 600 dispatched ops per seed-configuration step).
@@ -60,13 +67,31 @@ class Supernet(nn.Module):
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
                 m.num_batches_tracked = None
 
+    @property
+    def memory(self) -> str:
+        return self._memory
+
+    @memory.setter
+    def memory(self, mode: str) -> None:
+        """'lean': per-edge cells recompute each edge (the finest unit holding a weighted sum);
+        batched cells, whose node sums mix every state's fan-out, recompute whole cells."""
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {', '.join(MEMORY_MODES)}, got {mode!r}")
+        self._memory = mode
+        for cell in self.cells:
+            if isinstance(cell, Cell):
+                cell.recompute_edges = mode == "lean"
+
     def forward(self, x: torch.Tensor, weights_normal: torch.Tensor, weights_reduce: torch.Tensor,
                 edges_normal: torch.Tensor | None = None, edges_reduce: torch.Tensor | None = None) -> torch.Tensor:
         s0 = s1 = self.stem(x)
+        # Batched cells in lean mode are recomputed whole (per-edge cells do it edge by edge).
+        whole = self.memory == "lean" and self.edge_batching and torch.is_grad_enabled()
         for cell in self.cells:
             w, e = (weights_reduce, edges_reduce) if cell.reduction else (weights_normal, edges_normal)
-            s0, s1 = s1, cell(s0, s1, w, e)
-        return self.classifier(s1.mean((2, 3)).float())
+            s0, s1 = s1, recomputed(cell, s0, s1, w, e) if whole else cell(s0, s1, w, e)
+        # The classifier in its own dtype: fp32 under AMP (the logits feed a loss), fp64 in tests.
+        return self.classifier(s1.mean((2, 3)).to(self.classifier.weight.dtype))
 
 
 class ArchParams(nn.Module):

@@ -1,0 +1,130 @@
+"""Lean memory mode (issue 16): each cell recomputed in backward gives the same search as
+keeping its activations, updates BatchNorm's running statistics once, and keeps less."""
+import pytest
+import torch
+
+from dartsfast.data import make_synthetic
+from dartsfast.search import distributed
+from dartsfast.search.config import SearchConfig
+from dartsfast.search.loop import SearchRun, search
+from dartsfast.search.memory import device_memory_bytes, minimum_bytes
+from dartsfast.search.supernet import Supernet
+
+OPS = ("dsconv_3x3", "mbconv_3x3", "fused_mbconv_3x3", "sep_conv_3x3", "max_pool_3x3", "skip_connect", "none")
+
+
+def tiny(**overrides):
+    settings = dict(dataset="synthetic", synthetic_size=64, image_size=8, epochs=1, batch_size=8, layers=3,
+                    channels=4, ops=OPS, progress=False, plots=False, device="cpu", alpha_lr=0.05)
+    settings.update(overrides)
+    return SearchConfig(**settings)
+
+
+def _run_steps(memory: str, steps: int = 3, **overrides) -> SearchRun:
+    """``steps`` search steps in float64 (fresh data from a seed; both modes draw the same)."""
+    data = make_synthetic(64, num_classes=10, in_channels=3, image_size=8, seed=3)
+    run = SearchRun(tiny(memory=memory, **overrides), torch.device("cpu"), distributed.DistContext(), data)
+    run.model.double()
+    for batches in (run.train_batches, run.val_batches):
+        batches.x = batches.x.double()
+    run.val_iter = run.val_batches.forever()
+    sums = [torch.zeros((), dtype=torch.float64) for _ in range(3)]
+    for _ in range(steps):
+        run.step(*sums)
+    return run
+
+
+@pytest.mark.parametrize("order, edge_batching, partial_channels", [
+    (1, False, 1), (2, False, 1), (1, True, 1), (1, False, 2)])
+def test_lean_and_fast_take_identical_steps_in_float64(order, edge_batching, partial_channels):
+    fast = _run_steps("fast", order=order, edge_batching=edge_batching, partial_channels=partial_channels)
+    lean = _run_steps("lean", order=order, edge_batching=edge_batching, partial_channels=partial_channels)
+    for (name, a), (_, b) in zip(fast.model.state_dict().items(), lean.model.state_dict().items()):
+        # weights, alphas and BatchNorm running statistics (updated once per forward, not twice)
+        assert torch.equal(a, b), f"{name} differs between fast and lean after 3 steps"
+
+
+def test_lean_gradients_match_fast_in_float32():
+    torch.manual_seed(0)
+    net = Supernet(4, 10, 3, OPS, in_channels=3, edge_batching=False).train()
+    x = torch.randn(4, 3, 8, 8)
+    w = torch.softmax(torch.randn(14, len(OPS)), -1).requires_grad_()
+    grads = {}
+    for memory in ("fast", "lean"):
+        net.memory = memory
+        net.zero_grad()
+        w.grad = None
+        net(x, w, w).square().mean().backward()
+        grads[memory] = [w.grad.clone()] + [p.grad.clone() for p in net.parameters() if p.grad is not None]
+    assert len(grads["fast"]) == len(grads["lean"]) > 10
+    for a, b in zip(grads["fast"], grads["lean"]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after_first_epoch(epoch, record):
+    raise Interrupt
+
+
+def test_a_search_killed_in_fast_mode_resumes_in_lean_bit_for_bit(tmp_path):
+    """The recomputation is the same computation: in fp32 too, so a checkpoint moves between modes."""
+    full = search(tiny(epochs=2, memory="lean", out=str(tmp_path / "full")))
+    with pytest.raises(Interrupt):
+        search(tiny(epochs=2, memory="fast", out=str(tmp_path / "cut")), on_epoch_end=_interrupt_after_first_epoch)
+    resumed = search(tiny(epochs=2, memory="lean", out=str(tmp_path / "cut"), resume=True))
+    assert resumed.start_epoch == 1
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+
+
+def test_lean_keeps_less_for_backward():
+    """What autograd holds after forward, counted exactly with saved-tensor hooks."""
+    torch.manual_seed(0)
+    net = Supernet(8, 10, 5, OPS, in_channels=3, edge_batching=False).train()
+    x = torch.randn(8, 3, 16, 16)
+    w = torch.softmax(torch.randn(14, len(OPS)), -1).requires_grad_()
+    saved = {}
+    for memory in ("fast", "lean"):
+        net.memory = memory
+        seen: dict = {}
+
+        def pack(t, seen=seen):
+            seen[(t.untyped_storage().data_ptr(), t.dtype)] = t.untyped_storage().nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            net(x, w, w)
+        saved[memory] = sum(seen.values())
+    assert saved["lean"] * 2 <= saved["fast"], saved
+
+
+def test_the_memory_bound_of_lean_mode_counts_one_cell():
+    args = dict(batch_size=64, channels=16, layers=8, side=28, samples=0, in_channels=1, ops_per_edge=3,
+                edges_per_cell=14)
+    assert minimum_bytes(**args, lean=True)["activations"] < minimum_bytes(**args)["activations"] / 3
+
+
+def test_memory_mode_is_checked():
+    with pytest.raises(ValueError, match="SearchConfig.memory"):
+        tiny(memory="small")
+    with pytest.raises(ValueError, match="memory must be one of"):
+        Supernet(4, 10, 3, OPS, memory="small")
+
+
+def test_history_records_each_epochs_peak_memory():
+    history = search(tiny(epochs=2, memory="lean")).history
+    machine = device_memory_bytes(torch.device("cpu"))
+    for record in history:  # the process's resident set: at least torch's libraries, at most the machine
+        assert isinstance(record["peak_memory_bytes"], int) and 2**20 < record["peak_memory_bytes"] <= machine
+
+
+@pytest.mark.parametrize("amp, channels_last, edge_batching", [("bf16", True, False), ("fp16", False, True),
+                                                               ("off", True, True)])
+def test_lean_runs_with_amp_and_channels_last(amp, channels_last, edge_batching):
+    fast = search(tiny(amp=amp, channels_last=channels_last, edge_batching=edge_batching))
+    lean = search(tiny(amp=amp, channels_last=channels_last, edge_batching=edge_batching, memory="lean"))
+    assert lean.history[-1]["train_loss"] == pytest.approx(fast.history[-1]["train_loss"], rel=1e-3)
+    for a, b in zip(fast.model.alphas(), lean.model.alphas()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
