@@ -44,11 +44,17 @@ def test_lean_and_fast_take_identical_steps_in_float64(order, edge_batching, par
         assert torch.equal(a, b), f"{name} differs between fast and lean after 3 steps"
 
 
-def test_lean_gradients_match_fast_in_float32():
+def _net_and_inputs(channels: int, layers: int, batch: int, side: int, edge_batching: bool = False):
+    """A seeded supernet in training mode, a random batch and random softmaxed alphas."""
     torch.manual_seed(0)
-    net = Supernet(4, 10, 3, OPS, in_channels=3, edge_batching=False).train()
-    x = torch.randn(4, 3, 8, 8)
+    net = Supernet(channels, 10, layers, OPS, in_channels=3, edge_batching=edge_batching).train()
+    x = torch.randn(batch, 3, side, side)
     w = torch.softmax(torch.randn(14, len(OPS)), -1).requires_grad_()
+    return net, x, w
+
+
+def test_lean_gradients_match_fast_in_float32():
+    net, x, w = _net_and_inputs(4, 3, 4, 8)
     grads = {}
     for memory in ("fast", "lean"):
         net.memory = memory
@@ -80,12 +86,10 @@ def test_a_search_killed_in_fast_mode_resumes_in_lean_bit_for_bit(tmp_path):
         assert torch.equal(a, b), f"{name} differs after resume"
 
 
-def test_lean_keeps_less_for_backward():
+@pytest.mark.parametrize("edge_batching", [False, True])
+def test_lean_keeps_less_for_backward(edge_batching):
     """What autograd holds after forward, counted exactly with saved-tensor hooks."""
-    torch.manual_seed(0)
-    net = Supernet(8, 10, 5, OPS, in_channels=3, edge_batching=False).train()
-    x = torch.randn(8, 3, 16, 16)
-    w = torch.softmax(torch.randn(14, len(OPS)), -1).requires_grad_()
+    net, x, w = _net_and_inputs(8, 5, 8, 16, edge_batching)
     saved = {}
     for memory in ("fast", "lean"):
         net.memory = memory
