@@ -10,7 +10,7 @@ reads recomputed candidate outputs: an edge (a MixedOp) of the per-edge cell; th
 cell when edges are batched, since a batched state's fan-out feeds every node. Measured
 at the seed configuration, per-edge cells, one thread per process, CPU: peak RSS 10.0 ->
 4.0-4.8 GB (2.2 GB vs 8.7 GB with MALLOC_MMAP_THRESHOLD_=65536, which stops glibc
-keeping freed activation blocks), step time 1.44x (a second forward of every candidate;
+keeping freed activation blocks but made a lean step 2.7x slower), step time 1.44x (a second forward of every candidate;
 benchmarks/results/2026-11-30-cpu-lean-memory).
 
 The recomputation must be the same function as the forward it replaces, and must not
