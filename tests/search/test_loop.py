@@ -169,21 +169,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, out, results):
+def _ddp_worker(rank, world, port, out, results, memory):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    result = search(tiny(out, epochs=2, synthetic_size=128))
+    result = search(tiny(out, epochs=2, synthetic_size=128, memory=memory))
     results[rank] = {"alphas": [a.detach().clone() for a in result.model.alphas()],
                      "weights": [w.detach().clone() for w in result.model.weights()],
                      "history": result.history}
 
 
-def test_ddp_two_processes_keep_alphas_and_weights_identical(tmp_path):
+@pytest.mark.parametrize("memory", ["fast", "lean"])
+def test_ddp_two_processes_keep_alphas_and_weights_identical(tmp_path, memory):
     port = _free_port()
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), results), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), results, memory), nprocs=2, join=True)
         r0, r1 = results[0], results[1]
     for a, b in zip(r0["alphas"], r1["alphas"]):
         assert torch.equal(a, b), "ranks derived different alphas"
