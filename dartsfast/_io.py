@@ -1,10 +1,13 @@
 """Result files written atomically: a crash never leaves a truncated or half-written file."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from typing import Any, BinaryIO, Callable
+
+import torch
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], Any],
@@ -34,6 +37,18 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any],
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save(obj)`` as bytes, for :func:`atomic_write` to write.
+
+    Serialised in memory rather than into the file: on a full disk torch's zip writer
+    raises ``RuntimeError: [enforce fail at inline_container.cc] unexpected pos``, while a
+    plain write raises ``OSError(ENOSPC)``, which callers (and the CLI) report as such.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def write_json(path: str, data: Any) -> None:

@@ -26,7 +26,7 @@ import zipfile
 
 import torch
 
-from dartsfast._io import atomic_write
+from dartsfast._io import atomic_write, torch_bytes
 from dartsfast.search.config import SearchConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -181,9 +181,7 @@ def save_checkpoint(path: str, state: dict) -> None:
     """
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
     payload["digests"] = _digests(payload)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
+    data = torch_bytes(payload)
     keep = "the previous checkpoint was kept"
 
     def verify(tmp: str) -> None:

@@ -5,7 +5,6 @@ Both are written atomically; ``model.pt`` holds only tensors and plain container
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 
-from dartsfast._io import atomic_write
+from dartsfast._io import atomic_write, torch_bytes
 from dartsfast._validate import existing_file
 from dartsfast.search.network import DiscreteNetwork
 from dartsfast.search.space import Genotype, PathLike
@@ -47,11 +46,7 @@ def save_model(out: str, model: DiscreteNetwork, genotype: Genotype, config: Tra
                        "in_channels": in_channels, "auxiliary": config.auxiliary},
         "test_acc": test_acc,
     }
-    # Serialised in memory first: on a full disk torch's zip writer raises a RuntimeError
-    # ("unexpected pos"), a plain write an OSError(ENOSPC) the CLI reports as such.
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    data = buffer.getvalue()
+    data = torch_bytes(payload)  # a full disk is then OSError(ENOSPC), not torch's RuntimeError
     atomic_write(os.path.join(out, MODEL_FILE), lambda f: f.write(data))
 
 
