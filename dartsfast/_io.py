@@ -4,10 +4,21 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from typing import Any, BinaryIO, Callable
 
 import torch
+
+# The temp file of a write to DIR/NAME is DIR/.NAME.<8 random characters>.tmp (mkstemp's
+# names); a killed write leaves one behind, which dartsfast.rundir removes.
+_TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(_TEMP_SUFFIX) + "$")
+
+
+def is_temp_file_name(name: str) -> bool:
+    """Whether ``name`` (a base name) is the temp file of an :func:`atomic_write`."""
+    return bool(_TEMP_NAME.match(name))
 
 
 def atomic_write(path: str, write: Callable[[BinaryIO], Any],
@@ -21,7 +32,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], Any],
     as meant.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -17,12 +17,11 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 from typing import Iterator, Optional
 
+from dartsfast._io import is_temp_file_name
+
 LOCK_FILE = ".lock"
-# mkstemp's names: ".<target>." + 8 random characters + ".tmp"
-_TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 class RunDirectoryBusy(ValueError):
@@ -91,14 +90,11 @@ def _acquire(lock_path: str) -> int:
         os.close(fd)
 
 
-def remove_stale_temp_files(path: str) -> list[str]:
-    """Delete the temp files of writes that never finished; returns their names."""
-    removed = []
-    for name in sorted(os.listdir(path)):
-        if _TEMP_FILE.match(name) and os.path.isfile(os.path.join(path, name)):
+def remove_stale_temp_files(path: str) -> None:
+    """Delete the temp files of writes that never finished."""
+    for name in os.listdir(path):
+        if is_temp_file_name(name) and os.path.isfile(os.path.join(path, name)):
             os.unlink(os.path.join(path, name))
-            removed.append(name)
-    return removed
 
 
 @contextlib.contextmanager
