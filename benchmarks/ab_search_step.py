@@ -5,8 +5,10 @@ Each process imports dartsfast from its tree (no install: the tree goes first on
 sys.path), builds a configuration of :mod:`dartsfast.bench.opcount` (``seed``: the
 Fashion-MNIST search network), takes one untimed step (optimiser state, oneDNN
 primitives), then times ``--steps`` steps and reports their median, the aten ops of one
-step, and the process's peak resident memory (``ru_maxrss``: data, network, optimiser
-state and the step's activations; the same for both trees except what the step does).
+step, the process's peak resident memory (``ru_maxrss``: data, network, optimiser
+state and the step's activations; the same for both trees except what the step does),
+and the peak of live tensor bytes in one more step (:mod:`dartsfast.bench.live_memory`:
+what the step allocates, without what glibc keeps of freed blocks).
 
     python benchmarks/ab_search_step.py --base /tmp/old --head . --rounds 2 --out result.json
     # one tree, two settings: per-edge vs batched supernet at the digits job's size
@@ -46,8 +48,14 @@ for _ in range(int(sys.argv[4])):
 counter = OpCounter()
 with counter:
     run.step(*sums)
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:  # a tree from before dartsfast.bench.live_memory existed reports no live peak
+    from dartsfast.bench.live_memory import peak_live_bytes
+    live_mb = peak_live_bytes(lambda: run.step(*sums)) / 2**20
+except ImportError:
+    live_mb = None
 print(json.dumps({"step_s": times, "aten_ops": counter.ops, "host_syncs": counter.syncs,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": rss_mb, "peak_live_mb": live_mb}))
 """
 
 
@@ -100,9 +108,11 @@ def main(argv=None) -> int:
         steps = [t for run in runs for t in run["step_s"]]
         summary[side] = {"median_step_s": statistics.median(steps), "min_step_s": min(steps),
                          "aten_ops": runs[0]["aten_ops"], "host_syncs": runs[0]["host_syncs"],
-                         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs)}
+                         "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+                         "peak_live_mb": runs[0].get("peak_live_mb")}
     ratios = {k: summary["head"][k] / summary["base"][k]
-              for k in ("median_step_s", "min_step_s", "aten_ops", "peak_rss_mb")}
+              for k in ("median_step_s", "min_step_s", "aten_ops", "peak_rss_mb", "peak_live_mb")
+              if summary["head"][k] and summary["base"][k]}
     report = {"config": args.config, "overrides": overrides, "order": args.order, "threads": args.threads,
               "steps": args.steps,
               "rounds": args.rounds, "machine": environment_info("cpu"),

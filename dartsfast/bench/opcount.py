@@ -69,7 +69,8 @@ class StepCounts:
 
 
 # Settings a count may override besides the configuration's (``dartsfast bench ops``).
-OVERRIDES = ("layers", "channels", "image_size", "ops", "partial_channels", "edge_batching", "cuda_graph", "memory")
+OVERRIDES = ("layers", "channels", "image_size", "in_channels", "ops", "partial_channels", "edge_batching",
+             "cuda_graph", "memory")
 
 
 def make_run(name: str, order: int = 1, amp: str = "off", device: torch.device | str = "cpu",
@@ -87,7 +88,8 @@ def make_run(name: str, order: int = 1, amp: str = "off", device: torch.device |
     # Two halves of three batches each: the two counted steps never reach the end of a half
     # (where a new shuffle adds a per-epoch randperm); ≥ 2 samples per class.
     samples = max(6 * batch, 20)
-    data = make_synthetic(samples, num_classes=10, in_channels=1, image_size=c["image_size"], seed=0)
+    data = make_synthetic(samples, num_classes=10, in_channels=c.get("in_channels", 1),
+                          image_size=c["image_size"], seed=0)
     extra = {k: c[k] for k in ("partial_channels", "edge_batching", "cuda_graph", "memory") if k in c}
     config = SearchConfig(dataset="synthetic", epochs=1, batch_size=batch, layers=c["layers"],
                           channels=c["channels"], ops=c["ops"], order=order, amp=amp,
