@@ -15,11 +15,15 @@ from dartsfast.runtime import AMP_MODES
 
 # The datasets dartsfast.data loads. Named here, below dartsfast.data, so a config can be
 # checked without importing the loaders (dartsfast.data re-exports it).
-DATASETS = ("digits", "fashion-mnist", "cifar10", "synthetic")
+DATASETS = ("digits", "fashion-mnist", "cifar10", "synthetic", "imagefolder")
 # (training + test samples, channels, native side) of each, for sizing a run before any
-# data is loaded (dartsfast.search.memory); None samples: SearchConfig.synthetic_size.
+# data is loaded (dartsfast.search.memory); None samples: SearchConfig.synthetic_size, or
+# for an image folder unknown before its scan (and it may be streamed: no dataset term).
 DATASET_SHAPES = {"digits": (1797, 1, 16), "fashion-mnist": (70000, 1, 28), "cifar10": (60000, 3, 32),
-                  "synthetic": (None, 3, 16)}
+                  "synthetic": (None, 3, 16), "imagefolder": (None, 3, 32)}
+# How an image folder's images are converted: auto = 1 channel if all are grayscale, 3 if
+# all are colour (a mix is an error naming a file); rgb / gray convert every image.
+IMAGE_MODES = ("auto", "rgb", "gray")
 # torch.manual_seed takes 64 bits and the search derives generator seeds as seed * 1000 + k;
 # 32 bits (numpy's legacy range) leaves room for both and is what most tools accept.
 MAX_SEED = 2**32 - 1
@@ -44,6 +48,10 @@ class RunConfig:
     ``channels_last``: None = on for CUDA. ``device``: 'auto' (CUDA if available) or a
     torch device string. ``grad_clip``: max gradient norm, None or 0 = off.
     ``max_train_samples``: use only the first N training samples (quick runs, tests).
+    ``image_mode``: an image folder's channels, one of ``IMAGE_MODES``. ``data_memory_gb``:
+    the device memory an image folder's decoded set may take to stay resident (None: a
+    quarter of the device's memory; 0: always stream). ``data_workers``: DataLoader
+    workers per streamed iterator (None: half the cores, 1 to 4; 0: decode in the loop).
     ``out``: the run's output directory (None = write nothing).
     """
 
@@ -62,6 +70,9 @@ class RunConfig:
     seed: int = 0
     grad_clip: Optional[float] = 5.0
     max_train_samples: Optional[int] = None
+    image_mode: str = "auto"
+    data_memory_gb: Optional[float] = None
+    data_workers: Optional[int] = None
     out: Optional[str] = None
 
     # (fewest cells, what to say otherwise): a subclass may need more cells than one.
@@ -83,8 +94,17 @@ class RunConfig:
             raise self._bad("seed", f"an int in [0, {MAX_SEED}] (2**32 - 1)")
         if self.grad_clip is not None and (not is_real(self.grad_clip) or self.grad_clip < 0):
             raise self._bad("grad_clip", "None or a finite number >= 0 (0 = off)")
+        if self.image_mode not in IMAGE_MODES:
+            raise self._bad("image_mode", f"one of {', '.join(IMAGE_MODES)}")
+        if self.data_memory_gb is not None and not (is_real(self.data_memory_gb) and self.data_memory_gb >= 0):
+            raise self._bad("data_memory_gb", "None (a quarter of the device) or a finite number >= 0 (0 = stream)")
+        if self.data_workers is not None and not (is_int(self.data_workers) and self.data_workers >= 0):
+            raise self._bad("data_workers", "None (auto) or an int >= 0")
         check_device_field(self)
         normalise_path_fields(self, ("out", "data_dir"))
+        if self.dataset == "imagefolder" and self.data_dir is None:
+            raise self._bad("data_dir", "the image folder for dataset 'imagefolder' (--data-dir D, "
+                            "with D/train/<class>/<images>)")
 
     def _bad(self, name: str, want: str) -> ValueError:
         return field_error(self, name, want)

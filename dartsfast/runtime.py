@@ -1,6 +1,7 @@
 """Device, mixed precision and timing helpers shared by the search and training loops."""
 from __future__ import annotations
 
+import os
 import resource
 
 import torch
@@ -45,24 +46,37 @@ def optimizer_options(device: torch.device, amp: str = "off") -> dict:
     return {"fused": True} if fused else {"foreach": True}
 
 
+def device_memory_bytes(device: torch.device) -> int:
+    """All the memory of ``device``: a CUDA device's total, or the machine's physical RAM."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device (for wall-clock timing at epoch boundaries only)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
 def evaluate_sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
                   amp: str, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed cross-entropy, number correct) as 0-d device tensors; eval mode, restored after."""
+    batches = ((x[s:s + batch_size], y[s:s + batch_size]) for s in range(0, x.shape[0], batch_size))
+    return evaluate_batch_sums(model, batches, x.device, amp, channels_last)
+
+
+@torch.no_grad()
+def evaluate_batch_sums(model: nn.Module, batches, device: torch.device, amp: str,
+                        channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`evaluate_sums` over an iterable of ``(xb, yb)`` batches on ``device`` (tensor
+    slices, or a streamed set's batches)."""
     was_training = model.training
     model.eval()
-    device = x.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     try:
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        for xb, yb in batches:
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 
 from dartsfast import backend
-from dartsfast.cli._argtypes import positive_int, seed
-from dartsfast.config import MAX_SEED
+from dartsfast.cli._argtypes import non_negative_int, number, positive_int, seed
+from dartsfast.config import IMAGE_MODES, MAX_SEED
 from dartsfast.data import DATASETS
 from dartsfast.runtime import AMP_MODES
 
@@ -13,10 +13,20 @@ from dartsfast.runtime import AMP_MODES
 def add_common(p: argparse.ArgumentParser, *, epochs: int, batch_size: int, layers: int, channels: int) -> None:
     """Flags shared by search and train: data, size, precision, device, seed, output."""
     p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits is embedded (scikit-learn); fashion-mnist/cifar10 read --data-dir")
-    p.add_argument("--data-dir", default=None, help="directory of the torchvision dataset files")
+                   help="digits is embedded (scikit-learn); fashion-mnist/cifar10 read --data-dir; "
+                        "imagefolder: your own --data-dir D with D/train/<class>/<images> (+ test/ or val/)")
+    p.add_argument("--data-dir", default=None, help="directory of the torchvision dataset files, or the image folder")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--image-size", type=positive_int, default=None, help="resize images to this side")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="resize images to this side (imagefolder: shorter side resized, centre crop; "
+                        "default min(32, the median shorter side))")
+    p.add_argument("--image-mode", choices=IMAGE_MODES, default="auto",
+                   help="imagefolder channels: auto (gray if all are, colour if all are), rgb or gray")
+    p.add_argument("--data-memory-gb", type=number, default=None,
+                   help="imagefolder: device memory the decoded set may take to stay resident (default "
+                        "a quarter of the device's memory; 0 = always stream from the files)")
+    p.add_argument("--data-workers", type=non_negative_int, default=None,
+                   help="imagefolder streamed: DataLoader workers per iterator (default half the cores, 1-4)")
     p.add_argument("--epochs", type=positive_int, default=epochs)
     p.add_argument("--batch-size", type=positive_int, default=batch_size)
     p.add_argument("--layers", type=positive_int, default=layers, help="cells in the network")
@@ -41,4 +51,5 @@ def common_settings(args: argparse.Namespace) -> dict:
     return dict(dataset=args.dataset, data_dir=args.data_dir, download=args.download, image_size=args.image_size,
                 epochs=args.epochs, batch_size=args.batch_size, layers=args.layers, channels=args.channels,
                 amp=args.amp, channels_last=args.channels_last, device=args.device, seed=args.seed,
-                max_train_samples=args.max_train_samples)
+                max_train_samples=args.max_train_samples, image_mode=args.image_mode,
+                data_memory_gb=args.data_memory_gb, data_workers=args.data_workers)

@@ -87,10 +87,11 @@ class Augment:
 
 def default_augment(name: str, image_size: int, cutout_size: int = 0) -> Optional[Augment]:
     """Per-dataset defaults: crop (pad image_size/8) everywhere but synthetic; flip only for
-    cifar10 (digits are not mirror-invariant: a flipped 2 is no digit); optional cutout."""
+    cifar10 and image folders (natural photos; digits are not mirror-invariant: a flipped 2
+    is no digit); optional cutout."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if name == "synthetic":  # prototypes are position-dependent: leave them alone
         return Augment(cutout_size=cutout_size) if cutout_size > 0 else None
-    return Augment(padding=max(1, image_size // 8), flip=name == "cifar10",
+    return Augment(padding=max(1, image_size // 8), flip=name in ("cifar10", "imagefolder"),
                    cutout_size=cutout_size)

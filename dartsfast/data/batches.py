@@ -1,6 +1,7 @@
 """Shuffled mini-batches drawn on the device, resumable bit for bit from a state dict."""
 from __future__ import annotations
 
+import time
 from typing import Callable, Optional
 
 import torch
@@ -16,6 +17,8 @@ class DeviceBatches:
     validation iterator, built once. ``state_dict()`` / ``load_state_dict()`` save the
     generator state and the position inside the epoch, so a resumed run draws identical
     batches. ``generator=None`` makes one on x's device, seeded from torch's global RNG.
+    ``wait_s``: host seconds spent gathering batches (the streamed twin's wait for decoded
+    ones; here the index_select, on a GPU only its launch), for the search's history.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
@@ -41,6 +44,7 @@ class DeviceBatches:
         self.epoch = 0  # epochs started so far
         self._perm: Optional[torch.Tensor] = None
         self._pos = len(self)  # "current epoch finished": the next batch starts epoch 0
+        self.wait_s = 0.0
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -60,7 +64,9 @@ class DeviceBatches:
             self._new_epoch()
         idx = self._perm[self._pos * self.batch_size:(self._pos + 1) * self.batch_size]
         self._pos += 1
+        t0 = time.perf_counter()
         xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+        self.wait_s += time.perf_counter() - t0
         if self.augment is not None:
             xb = self.augment(xb, generator=self.generator)
         return xb, yb

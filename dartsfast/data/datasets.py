@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from dartsfast.config import DATASETS
 from dartsfast.data import files
+from dartsfast.data.imagefolder import ImageFolderSource
 
 # Standard per-channel statistics of the training sets (pixels in [0, 1]).
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
@@ -65,11 +66,15 @@ class ImageDataset:
 
 def load_dataset(name: str, *, data_dir: Optional[str] = None, download: bool = False,
                  image_size: Optional[int] = None, seed: int = 0, synthetic_size: int = 2048,
-                 synthetic_classes: int = 10, synthetic_channels: int = 3) -> ImageDataset:
+                 synthetic_classes: int = 10, synthetic_channels: int = 3,
+                 image_mode: str = "auto") -> ImageDataset:
     """Load dataset ``name`` (one of ``DATASETS``) as CPU tensors; call ``.to(device)`` after.
 
     ``image_size``: output side length (bilinear resize); default is the native size
-    (digits: 16, fashion-mnist: 28, cifar10: 32, synthetic: 16). ``seed`` seeds only the
+    (digits: 16, fashion-mnist: 28, cifar10: 32, synthetic: 16, imagefolder: min(32, the
+    median shorter side)). ``imagefolder`` reads ``data_dir`` (:mod:`dartsfast.data.folders`;
+    ``image_mode`` 'auto' | 'rgb' | 'gray'), decoded whole, undecodable images dropped; for
+    streaming a folder too large for memory see :mod:`dartsfast.data.sources`. ``seed`` seeds only the
     synthetic data: the digits train/test split is fixed so every run holds out the same
     test images. ``synthetic_*``: total samples, classes and channels of ``synthetic``.
     Raises ``FileNotFoundError`` (saying what to put where) when a torchvision dataset is
@@ -85,6 +90,12 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, download: bool = 
         return _load_fashion_mnist(data_dir, download, image_size)
     if name == "cifar10":
         return _load_cifar10(data_dir, download, image_size)
+    if name == "imagefolder":
+        source = ImageFolderSource(data_dir, image_size, image_mode)
+        tx, ty, vx, vy, _ = source.decode()
+        return ImageDataset("imagefolder", tx, ty, vx, vy, num_classes=source.num_classes,
+                            in_channels=source.in_channels, image_size=source.image_size,
+                            mean=source.mean, std=source.std)
     if name == "synthetic":
         return make_synthetic(synthetic_size, num_classes=synthetic_classes,
                               in_channels=synthetic_channels,
@@ -221,14 +232,19 @@ def split_train_val(dataset: ImageDataset, fraction: float = 0.5, seed: int = 0)
     the same for the same ``seed`` (the permutation is drawn on the CPU so it does not
     depend on the device).
     """
+    tr, va = split_indices(dataset.train_x.shape[0], fraction, seed)
+    tr, va = tr.to(dataset.device), va.to(dataset.device)
+    x, y = dataset.train_x, dataset.train_y
+    return x.index_select(0, tr), y.index_select(0, tr), x.index_select(0, va), y.index_select(0, va)
+
+
+def split_indices(n: int, fraction: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The index halves of :func:`split_train_val` over ``n`` samples: int64 CPU tensors
+    ``(weights half [int(n * fraction)], alphas half [the rest])`` from a CPU randperm."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    n = dataset.train_x.shape[0]
     n_train = int(n * fraction)
     if n_train == 0 or n_train == n:
         raise ValueError(f"fraction {fraction} of {n} samples leaves one side empty")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    perm = perm.to(dataset.device)
-    tr, va = perm[:n_train], perm[n_train:]
-    x, y = dataset.train_x, dataset.train_y
-    return x.index_select(0, tr), y.index_select(0, tr), x.index_select(0, va), y.index_select(0, va)
+    return perm[:n_train], perm[n_train:]

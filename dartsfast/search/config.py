@@ -18,10 +18,11 @@ COMPILE_BACKENDS = ("inductor", "aot_eager")
 
 # Fields that may differ between a checkpoint and the run that resumes it: they change
 # where files go, what is printed, how the same kernels are launched (cuda_graph) or
-# whether activations are kept or recomputed (memory: the same bits), not what the search
-# computes.
+# whether activations are kept or recomputed (memory: the same bits), or whether an image
+# folder is resident or streamed (data_memory_gb, data_workers: the same batches), not
+# what the search computes.
 RESUME_FREE_FIELDS = ("out", "resume", "overwrite", "progress", "data_dir", "download", "plots", "cuda_graph",
-                      "memory")
+                      "memory", "data_memory_gb", "data_workers")
 
 
 @dataclass

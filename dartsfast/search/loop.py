@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -29,13 +28,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dartsfast import backend, runtime, viz
-from dartsfast.data import DeviceBatches, ImageDataset, default_augment, load_dataset, split_train_val
+from dartsfast.data import ImageDataset
 from dartsfast.rundir import run_directory
-from dartsfast.runtime import autocast, evaluate_sums, optimizer_options, resolve_device, synchronize
+from dartsfast.runtime import autocast, evaluate_batch_sums, optimizer_options, resolve_device, synchronize
 from dartsfast.search import distributed
 from dartsfast.search.bilevel import architecture_step
 from dartsfast.search.checkpoint import CheckpointError, checkpoint_path
 from dartsfast.search.config import SearchConfig
+from dartsfast.search.data_setup import build_search_data
 from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
 from dartsfast.search.memory import check_search_fits
 from dartsfast.search.outputs import resume_state, write_epoch_files
@@ -69,29 +69,12 @@ class SearchRun:
         self.channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
         self.edge_batching = device.type == "cuda" if config.edge_batching is None else config.edge_batching
         torch.manual_seed(config.seed)  # model init (the same on every rank; DDP also broadcasts)
-        if dataset is None:
-            dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
-                                   image_size=config.image_size, seed=config.seed,
-                                   synthetic_size=config.synthetic_size)
-        data = dataset.to(device)
-        if config.max_train_samples is not None:
-            data = dataclasses.replace(data, train_x=data.train_x[:config.max_train_samples],
-                                       train_y=data.train_y[:config.max_train_samples])
-        self.num_classes, self.in_channels, self.image_size = data.num_classes, data.in_channels, data.image_size
-        tr_x, tr_y, va_x, va_y = split_train_val(data, config.train_fraction, seed=config.seed)
-        # Each rank draws from its own slice of both halves (DistributedSampler's split).
-        r, w = ctx.rank, ctx.world_size
-        tr_x, tr_y, va_x, va_y = tr_x[r::w], tr_y[r::w], va_x[r::w], va_y[r::w]
-        self.val_x, self.val_y = va_x, va_y
-        for name, n in (("training", tr_x.shape[0]), ("validation", va_x.shape[0])):
-            if config.batch_size > n:
-                raise ValueError(f"SearchConfig.batch_size {config.batch_size} exceeds the {n} samples of "
-                                 f"this rank's {name} half; lower it or use more data")
-        augment = default_augment(data.name, data.image_size) if config.augment else None
-        gen_train = torch.Generator(device=device).manual_seed(config.seed * 1000 + 2 * r)
-        gen_val = torch.Generator(device=device).manual_seed(config.seed * 1000 + 2 * r + 1)
-        self.train_batches = DeviceBatches(tr_x, tr_y, config.batch_size, generator=gen_train, augment=augment)
-        self.val_batches = DeviceBatches(va_x, va_y, config.batch_size, generator=gen_val, augment=augment)
+        # Resident or streamed (an image folder too large for the device), the same batches.
+        self.data = build_search_data(config, device, ctx, dataset)
+        run_data = self.data.data
+        self.num_classes, self.in_channels, self.image_size = (run_data.num_classes, run_data.in_channels,
+                                                               run_data.image_size)
+        self.train_batches, self.val_batches = self.data.train_batches, self.data.val_batches
         self.val_iter = self.val_batches.forever()  # DARTS's persistent validation iterator
 
         net = Supernet(config.channels, self.num_classes, config.layers, config.ops, self.in_channels,
@@ -268,7 +251,9 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
     ``train_time_s``, ``images_per_s`` (weight-step images over all ranks per second of
     stepping), ``skipped_steps`` (fp16 weight steps skipped for inf/NaN gradients),
     ``peak_memory_bytes`` (the epoch's peak: CUDA max_memory_allocated, or the CPU
-    process's peak resident set).
+    process's peak resident set), ``data_wait_s`` (host seconds the steps waited for
+    batches: decoding on the streamed path, the gather on the resident one),
+    ``skipped_images`` (an image folder's unreadable or undecodable images so far).
 
     ``dataset``: a preloaded :class:`~dartsfast.data.ImageDataset` instead of loading
     ``config.dataset``. ``on_epoch_end(epoch, record)`` runs after each epoch's files
@@ -308,6 +293,14 @@ def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.Dist
                dataset: Optional[ImageDataset], on_epoch_end: Optional[EpochCallback]) -> SearchResult:
     saved = resume_state(config)
     run = SearchRun(config, device, ctx, dataset)
+    try:
+        return _run_epochs(config, device, ctx, run, saved, on_epoch_end)
+    finally:
+        run.data.close()  # a streamed set's DataLoader workers
+
+
+def _run_epochs(config: SearchConfig, device: torch.device, ctx: distributed.DistContext, run: SearchRun,
+                saved: Optional[dict], on_epoch_end: Optional[EpochCallback]) -> SearchResult:
     start_epoch = 0
     if saved is not None:
         run.load_state_dict(saved)
@@ -328,6 +321,7 @@ def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.Dist
         skipped = torch.zeros((), device=device)
         synchronize(device)
         runtime.reset_peak_memory(device)
+        run.data.take_wait_s()
         t0 = time.perf_counter()
         bar = tqdm(range(steps), leave=False, disable=not show, unit="step",
                    desc=f"search epoch {epoch + 1}/{config.epochs}")
@@ -338,12 +332,12 @@ def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.Dist
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.0f}")
         bar.close()
         synchronize(device)
-        train_time = time.perf_counter() - t0
+        train_time, data_wait = time.perf_counter() - t0, run.data.take_wait_s()
         run.w_sched.step()
-        val_loss, val_correct = evaluate_sums(run.model, run.val_x, run.val_y, max(512, config.batch_size),
-                                              config.amp, run.channels_last)
+        val_loss, val_correct = evaluate_batch_sums(run.model, run.data.val_in_order(max(512, config.batch_size)),
+                                                    device, config.amp, run.channels_last)
         seen = torch.tensor(float(steps * config.batch_size), device=device)
-        n_val = torch.tensor(float(run.val_x.shape[0]), device=device)
+        n_val = torch.tensor(float(len(run.data.val)), device=device)
         totals = torch.stack([loss_sum, correct, seen, val_loss, val_correct, n_val, skipped])
         distributed.all_reduce_sum_([totals], ctx)
         tr_loss, tr_correct, seen, va_loss, va_correct, n_val, skipped = totals.tolist()  # one host read
@@ -353,7 +347,8 @@ def _search_in(config: SearchConfig, device: torch.device, ctx: distributed.Dist
                   "val_loss": va_loss / n_val, "val_acc": va_correct / n_val, **_alpha_record(run.model),
                   "genotype": genotype.to_dict(), "epoch_time_s": time.perf_counter() - t0,
                   "train_time_s": train_time, "images_per_s": seen / train_time if train_time > 0 else 0.0,
-                  "skipped_steps": int(skipped), "peak_memory_bytes": runtime.peak_memory_bytes(device)}
+                  "skipped_steps": int(skipped), "peak_memory_bytes": runtime.peak_memory_bytes(device),
+                  "data_wait_s": data_wait, "skipped_images": run.data.skipped_images()}
         if not math.isfinite(record["train_loss"]) or not math.isfinite(record["val_loss"]):
             raise FloatingPointError(
                 f"search diverged in epoch {epoch + 1}: train loss {record['train_loss']}, val loss "

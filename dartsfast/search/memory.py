@@ -15,12 +15,12 @@ peak RSS 10.5 GB, issue 16); a run refused here could never have fitted.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 
 from dartsfast.config import DATASET_SHAPES
+from dartsfast.runtime import device_memory_bytes  # noqa: F401 (re-exported: tests, callers)
 from dartsfast.search.layout import reduction_layers
 from dartsfast.search.space import NONE, num_edges
 
@@ -32,6 +32,8 @@ _GiB = 2**30
 def dataset_shape(name: str, image_size: Optional[int], synthetic_size: int) -> tuple[int, int, int]:
     """(samples, channels, side) the named dataset decodes to."""
     samples, channels, side = DATASET_SHAPES[name]
+    if name == "imagefolder":  # unknown before the scan, and maybe streamed: no dataset term
+        return 0, channels, (image_size or side)
     return (synthetic_size if samples is None else samples), channels, (image_size or side)
 
 
@@ -50,13 +52,6 @@ def minimum_bytes(*, batch_size: int, channels: int, layers: int, side: int, sam
         per_cell.append(edges_per_cell * ops_per_edge * batch_size * max(1, c // partial_channels) * s * s)
     activations = stem + (max(per_cell) if lean else sum(per_cell))
     return {"dataset": samples * in_channels * side * side * _FLOAT32, "activations": activations * _FLOAT32}
-
-
-def device_memory_bytes(device: torch.device) -> int:
-    """All the memory of ``device``: a CUDA device's total, or the machine's physical RAM."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_run_fits(config, device: torch.device, dataset=None, *, ops_per_edge: int, edges_per_cell: int,

@@ -20,9 +20,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast.data import Augment, DeviceBatches, ImageDataset, default_augment, load_dataset
+from dartsfast.data import Augment, ImageDataset, RunData, default_augment, open_run_data
 from dartsfast.rundir import run_directory
-from dartsfast.runtime import autocast, evaluate_sums, optimizer_options, resolve_device, synchronize
+from dartsfast.runtime import (
+    autocast,
+    evaluate_batch_sums,
+    evaluate_sums,
+    optimizer_options,
+    resolve_device,
+    synchronize,
+)
 from dartsfast.search.memory import check_run_fits
 from dartsfast.search.network import DiscreteNetwork
 from dartsfast.search.space import MULTIPLIER, Genotype, PathLike
@@ -33,7 +40,7 @@ from dartsfast.train.files import save_history, save_model
 @dataclass
 class TrainResult:
     """``history``: one dict per epoch (epoch, train_loss, train_acc, test_loss, test_acc,
-    lr, drop_path_prob, epoch_time_s, images_per_s); ``test_acc``: final test accuracy in
+    lr, drop_path_prob, epoch_time_s, images_per_s, data_wait_s, skipped_images); ``test_acc``: final test accuracy in
     [0, 1]; ``model``: the trained network (eval mode, on the training device)."""
 
     history: list
@@ -90,19 +97,23 @@ def train(genotype: Union[Genotype, PathLike], config: Optional[TrainConfig] = N
 def _train(genotype: Genotype, config: TrainConfig, device: torch.device, channels_last: bool,
            progress: bool, dataset: Optional[ImageDataset]) -> TrainResult:
     torch.manual_seed(config.seed)  # model init and drop-path masks
-    if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
-                               image_size=config.image_size, seed=config.seed)
-    data = dataset.to(device)
-    train_x, train_y = data.train_x, data.train_y
-    test_x, test_y = data.test_x, data.test_y
-    if config.max_train_samples is not None:
-        train_x, train_y = train_x[:config.max_train_samples], train_y[:config.max_train_samples]
-    if config.max_test_samples is not None:
-        test_x, test_y = test_x[:config.max_test_samples], test_y[:config.max_test_samples]
-    if config.batch_size > train_x.shape[0]:
+    # Resident on the device, or (an image folder too large for it) streamed from the files.
+    data = open_run_data(config.dataset, device=device, data_dir=config.data_dir, download=config.download,
+                         image_size=config.image_size, image_mode=config.image_mode, seed=config.seed,
+                         data_memory_gb=config.data_memory_gb, data_workers=config.data_workers,
+                         dataset=dataset)
+    try:
+        return _train_on(data, genotype, config, device, channels_last, progress)
+    finally:
+        data.close()  # a streamed set's DataLoader workers
+
+
+def _train_on(data: RunData, genotype: Genotype, config: TrainConfig, device: torch.device, channels_last: bool,
+              progress: bool) -> TrainResult:
+    train_split, test_split = data.train.head(config.max_train_samples), data.test.head(config.max_test_samples)
+    if config.batch_size > len(train_split):
         raise ValueError(f"TrainConfig.batch_size {config.batch_size} exceeds the "
-                         f"{train_x.shape[0]} training samples")
+                         f"{len(train_split)} training samples")
 
     model = DiscreteNetwork(genotype, config.channels, data.num_classes, config.layers,
                             data.in_channels, config.auxiliary, 0.0).to(device)
@@ -114,8 +125,8 @@ def _train(genotype: Genotype, config: TrainConfig, device: torch.device, channe
     else:
         augment = Augment(cutout_size=config.cutout) if config.cutout > 0 else None
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    batches = DeviceBatches(train_x, train_y, config.batch_size, shuffle=True,
-                            generator=generator, drop_last=True, augment=augment)
+    batches = train_split.batches(config.batch_size, shuffle=True, generator=generator, drop_last=True,
+                                  augment=augment)
 
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, **optimizer_options(device, config.amp))
@@ -135,6 +146,7 @@ def _train(genotype: Genotype, config: TrainConfig, device: torch.device, channe
         correct = torch.zeros((), device=device)
         seen = 0
         synchronize(device)
+        batches.wait_s = 0.0
         t0 = time.perf_counter()
         bar = tqdm(batches, total=len(batches), leave=False, disable=not progress,
                    desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")
@@ -163,18 +175,19 @@ def _train(genotype: Genotype, config: TrainConfig, device: torch.device, channe
         synchronize(device)
         train_time = time.perf_counter() - t0
         scheduler.step()
-        test_loss, test_correct = evaluate_sums(model, test_x, test_y, max(512, config.batch_size),
-                                                 config.amp, channels_last)
+        test_loss, test_correct = evaluate_batch_sums(model, test_split.in_order(max(512, config.batch_size)),
+                                                      device, config.amp, channels_last)
         # The one host read of the epoch.
         tr_loss, tr_correct, te_loss, te_correct = torch.stack(
             [loss_sum, correct, test_loss, test_correct]).tolist()
-        n_test = test_x.shape[0]
+        n_test = len(test_split)
         te_loss, te_acc = te_loss / n_test, te_correct / n_test
         epoch_time = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss": tr_loss / seen, "train_acc": tr_correct / seen,
                   "test_loss": te_loss, "test_acc": te_acc, "lr": lr,
                   "drop_path_prob": model.drop_path_prob, "epoch_time_s": epoch_time,
-                  "images_per_s": seen / train_time if train_time > 0 else float("inf")}
+                  "images_per_s": seen / train_time if train_time > 0 else float("inf"),
+                  "data_wait_s": batches.wait_s, "skipped_images": data.skipped_images()}
         history.append(record)
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{config.epochs}: train loss {record['train_loss']:.4f} "

@@ -98,6 +98,32 @@ CLI_CASES = [
     ("cifar10-garbage", [*SEARCH, "--dataset", "cifar10", "--data-dir", "{tmp}", "@cifar-garbage"],
      EXIT_USAGE, "is not a valid CIFAR-10 pickle"),
     ("batch-larger-than-data", [*SEARCH, "--batch-size", "5000"], EXIT_USAGE, "exceeds"),
+    # --- your own image folder (--dataset imagefolder) --------------------------------------------
+    ("imagefolder-no-data-dir", [*SEARCH, "--dataset", "imagefolder"], EXIT_USAGE,
+     "SearchConfig.data_dir must be the image folder"),
+    ("imagefolder-missing", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}/none"], EXIT_USAGE,
+     "none does not exist"),
+    ("imagefolder-is-a-file", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{file}"], EXIT_USAGE,
+     "is not a directory"),
+    ("imagefolder-no-train", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}"], EXIT_USAGE,
+     "has no train/ folder"),
+    ("imagefolder-single-class", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}/imf", "@imf-single"],
+     EXIT_USAGE, "holds a single class folder (cats)"),
+    ("imagefolder-empty-class", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}/imf", "@imf-empty-class"],
+     EXIT_USAGE, "imf/train/dogs holds no images"),
+    ("imagefolder-only-corrupt", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}/imf", "@imf-corrupt"],
+     EXIT_USAGE, "imf/train/dogs holds no readable images"),
+    ("imagefolder-mixed-modes", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}/imf", "@imf-mixed"],
+     EXIT_USAGE, "pass --image-mode rgb"),
+    ("train-imagefolder-no-train", [*TRAIN, "--dataset", "imagefolder", "--data-dir", "{tmp}"], EXIT_USAGE,
+     "has no train/ folder"),
+    ("image-mode-unknown", [*SEARCH, "--image-mode", "cmyk"], EXIT_USAGE, "invalid choice: 'cmyk'"),
+    ("data-memory-negative", [*SEARCH, "--data-memory-gb", "-1"], EXIT_USAGE, "SearchConfig.data_memory_gb"),
+    ("data-memory-nan", [*TRAIN, "--data-memory-gb", "nan"], EXIT_USAGE, "TrainConfig.data_memory_gb"),
+    ("data-workers-negative", [*SEARCH, "--data-workers", "-1"], EXIT_USAGE, "--data-workers"),
+    # sized before the scan (no dataset term: the folder may be streamed), so refused before reading it
+    ("imagefolder-image-size-10000", [*SEARCH, "--dataset", "imagefolder", "--data-dir", "{tmp}", "--image-size",
+                                      "10000"], EXIT_USAGE, "needs at least"),
     # --- genotype files for train ---------------------------------------------------------------
     ("genotype-missing", ["train", *QUICK, "--genotype", "{tmp}/none.json"], EXIT_USAGE, "genotype file not found"),
     ("genotype-not-json", [*TRAIN, "@genotype:{not json"], EXIT_USAGE, "genotype"),
@@ -146,11 +172,29 @@ def _prepare(argv: list, tmp) -> list:
             base.mkdir()
             for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
                 (base / name).write_bytes(b"\x80\x04garbage" + os.urandom(32))
+        elif arg.startswith("@imf-"):
+            _image_folder(tmp / "imf", arg)
         elif arg == "@bench-result":
             (tmp / "a.json").write_text(json.dumps({"schema": 1, "records": []}))
         elif arg not in ("@locked", "@profile"):
             out.append(arg.format(tmp=tmp, out=tmp / "out", file=tmp / "file", genotype=genotype))
     return out
+
+
+def _image_folder(root, case: str) -> None:
+    """Two classes of one 8x8 image each, broken as ``case`` says."""
+    from PIL import Image
+
+    for name, mode in (("cats", "RGB"), ("dogs", "L" if case == "@imf-mixed" else "RGB")):
+        (root / "train" / name).mkdir(parents=True)
+        if case == "@imf-single" and name == "dogs":
+            (root / "train" / name).rmdir()
+        elif case == "@imf-empty-class" and name == "dogs":
+            (root / "train" / name / "notes.txt").write_text("no images here")
+        elif case == "@imf-corrupt" and name == "dogs":
+            (root / "train" / name / "broken.png").write_bytes(os.urandom(200))
+        else:
+            Image.new(mode, (8, 8), 90).save(root / "train" / name / "a.png")
 
 
 @pytest.mark.parametrize("argv, status, phrase", [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
@@ -201,6 +245,10 @@ API_CASES = [
     ("genotype-index-float", lambda: Genotype.from_json(_genotype(reduce__0=["skip_connect", 0.0])), ValueError,
      "0.0 (float)"),
     ("channels-100000", lambda: search(SearchConfig(device="cpu", channels=100000)), ValueError, "needs at least"),
+    ("image-mode-cmyk", lambda: SearchConfig(image_mode="cmyk"), ValueError, "SearchConfig.image_mode"),
+    ("data-workers-float", lambda: TrainConfig(data_workers=1.5), ValueError, "TrainConfig.data_workers"),
+    ("data-memory-str", lambda: SearchConfig(data_memory_gb="4"), ValueError, "SearchConfig.data_memory_gb"),
+    ("imagefolder-no-data-dir", lambda: TrainConfig(dataset="imagefolder"), ValueError, "TrainConfig.data_dir"),
 ]
 
 

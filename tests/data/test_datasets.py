@@ -31,7 +31,7 @@ def synth():
 # ----------------------------------------------------------------------------- digits
 
 def test_digits_shapes_classes_normalised(digits):
-    assert DATASETS == ("digits", "fashion-mnist", "cifar10", "synthetic")
+    assert DATASETS == ("digits", "fashion-mnist", "cifar10", "synthetic", "imagefolder")
     assert digits.train_x.shape == (1437, 1, 16, 16) and digits.test_x.shape == (360, 1, 16, 16)
     assert digits.train_x.dtype == torch.float32 and digits.train_y.dtype == torch.int64
     assert (digits.num_classes, digits.in_channels, digits.image_size) == (10, 1, 16)

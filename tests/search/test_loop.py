@@ -15,7 +15,7 @@ from dartsfast.search.outputs import GENOTYPE_FILE, HISTORY_FILE
 
 CHEAP_OPS = ("skip_connect", "avg_pool_3x3", "dsconv_3x3", "none")
 # Measured, not computed: they differ between runs (and ranks) of the same search.
-TIMING_KEYS = ("epoch_time_s", "train_time_s", "images_per_s", "peak_memory_bytes")
+TIMING_KEYS = ("epoch_time_s", "train_time_s", "images_per_s", "peak_memory_bytes", "data_wait_s")
 
 
 def tiny(out=None, **overrides):
