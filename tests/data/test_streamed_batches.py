@@ -123,3 +123,34 @@ def test_search_splits_and_rank_shards_are_the_same_on_both_paths(folder):
         for (xa, ya), (xb, yb) in zip(labels[None, rank], labels[0, rank]):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not torch.equal(labels[None, 0][0][0], labels[None, 1][0][0])  # the ranks' shards differ
+
+
+# ----------------------------------------------------------------------------- DDP (gloo, 2 processes)
+
+def _ddp_worker(rank, port, folder, out, results):
+    import os
+
+    from dartsfast.search import search
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    config = SearchConfig(dataset="imagefolder", data_dir=folder, image_size=8, batch_size=8, epochs=1, layers=3,
+                          channels=4, ops=("skip_connect", "dsconv_3x3", "none"), device="cpu", progress=False,
+                          plots=False, out=out, data_memory_gb=0, data_workers=0, alpha_lr=0.05)
+    result = search(config)
+    results[rank] = [a.detach().clone() for a in result.model.alphas()] + [result.history[-1]["skipped_images"]]
+
+
+def test_ddp_ranks_stream_their_shards_and_stay_identical(folder, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_ddp_worker, args=(port, str(folder), str(tmp_path), results), nprocs=2, join=True)
+        r0, r1 = list(results[0]), list(results[1])
+    assert all(torch.equal(a, b) for a, b in zip(r0[:-1], r1[:-1])) and r0[-1] == r1[-1] == 0
+    assert (tmp_path / "history.json").exists()
