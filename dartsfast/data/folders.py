@@ -6,8 +6,9 @@ held out, ``D/test/<class>/...`` or else ``D/val/<class>/...`` with the same cla
 stratified 10% of ``train/`` (seed 0, the same for every run, so a search and the
 training of its genotype hold out the same images) is the test set.
 
-The scan reads every image's header (``PIL.Image.open`` is lazy: ~50 us a file, no
-decode) to learn its mode and size; a file whose header cannot be read is corrupt,
+The scan reads every image's header (``PIL.Image.open`` is lazy, no decode: 68 us a
+file measured over 180 small PNG/JPEG files, warm cache, busy 2-core VM; ~1 min for 1M
+files) to learn its mode and size; a file whose header cannot be read is corrupt,
 skipped and named in the report. Junk is ignored and counted, never an error: hidden
 files and folders (``.DS_Store``, macOS ``._x.jpg``), non-image files (``.txt``, ``.csv``),
 empty sub-folders, stray files directly under ``train/``. Whatever makes the folder
