@@ -89,6 +89,6 @@ def running_stats_held(model: nn.Module):
 
 def recomputed(module: nn.Module, *inputs):
     """``module(*inputs)``, keeping only ``inputs`` for backward (see the module docstring)."""
-    capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    capturing = inputs[0].is_cuda and torch.cuda.is_current_stream_capturing()
     return checkpoint(module, *inputs, use_reentrant=False, preserve_rng_state=not capturing,
                       context_fn=lambda: (contextlib.nullcontext(), running_stats_held(module)))

@@ -3,6 +3,7 @@ keeping its activations, updates BatchNorm's running statistics once, and keeps 
 import pytest
 import torch
 
+from dartsfast.bench.live_memory import peak_live_bytes
 from dartsfast.data import make_synthetic
 from dartsfast.search import distributed
 from dartsfast.search.config import SearchConfig
@@ -132,3 +133,20 @@ def test_lean_runs_with_amp_and_channels_last(amp, channels_last, edge_batching)
     assert lean.history[-1]["train_loss"] == pytest.approx(fast.history[-1]["train_loss"], rel=1e-3)
     for a, b in zip(fast.model.alphas(), lean.model.alphas()):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("edge_batching", [False, True])
+def test_a_lean_step_peaks_at_less_than_half_the_live_bytes(edge_batching):
+    """The whole forward + backward, the recomputation's transient included, counted from
+    torch's allocations (not the process's RSS, which glibc's kept free blocks inflate)."""
+    net, x, w = _net_and_inputs(4, 5, 8, 8, edge_batching)
+    y = torch.randint(0, 10, (x.shape[0],))
+    peak = {}
+    for memory in ("fast", "lean"):
+        net.memory = memory
+
+        def step():
+            torch.nn.functional.cross_entropy(net(x, w, w), y).backward()
+        step()  # gradients exist from here on, as in a search
+        peak[memory] = peak_live_bytes(step)
+    assert 0 < peak["lean"] * 2 <= peak["fast"], peak
