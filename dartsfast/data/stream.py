@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
+from dartsfast.data.batches import EpochOrder
 from dartsfast.data.decode import FolderImages, stats_tensors, to_float
 
 
@@ -38,7 +39,7 @@ class _Plan:
         return len(self.batches)
 
 
-class StreamedBatches:
+class StreamedBatches(EpochOrder):
     """Shuffled mini-batches of ``images[indices]`` decoded by DataLoader workers.
 
     ``images``: a :class:`~dartsfast.data.decode.FolderImages`; ``indices``: int64 [N]
@@ -55,22 +56,12 @@ class StreamedBatches:
                  drop_last: bool = True, augment: Optional[Callable[..., torch.Tensor]] = None,
                  num_workers: int = 0):
         device = torch.device(device)
-        n = int(indices.shape[0])
-        if not 0 < batch_size <= n:
-            raise ValueError(f"batch_size must be in [1, {n}] (the number of samples), got {batch_size}")
-        if generator is None:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(int(torch.randint(2**62, (1,))))
-        elif generator.device.type != device.type:
-            raise ValueError(f"generator is on {generator.device}, data on {device}")
+        generator = self._checked(batch_size, int(indices.shape[0]), generator, device)
         self.images, self.indices = images, indices.to("cpu", torch.int64)
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.drop_last, self.augment, self.generator = shuffle, drop_last, augment, generator
         self.mean, self.std = stats_tensors(mean, std, device)
-        self.epoch = 0
-        self._perm: Optional[torch.Tensor] = None
-        self._pos = len(self)
-        self.wait_s = 0.0
+        self._start_order()
         self.skipped: set = set()
         self._plan = _Plan()
         # Its own generator: a DataLoader draws its workers' base seed at every iter() from
@@ -85,17 +76,7 @@ class StreamedBatches:
     def num_samples(self) -> int:
         return int(self.indices.shape[0])
 
-    def __len__(self) -> int:
-        n = self.num_samples
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
     # ------------------------------------------------------------------ the order
-    def _draw_perm(self) -> torch.Tensor:
-        n = self.num_samples
-        if not self.shuffle:
-            return torch.arange(n, device=self.device)
-        return torch.randperm(n, device=self.device, generator=self.generator)
-
     def _new_epoch(self) -> None:
         perm = self._draw_perm()
         if self._ahead is None or not torch.equal(perm, self._ahead):
@@ -137,17 +118,6 @@ class StreamedBatches:
             self._request_next_epoch()
         return xb, yb
 
-    def __iter__(self):
-        if self._pos >= len(self):
-            self._new_epoch()
-        while self._pos < len(self):
-            yield self.next_batch()
-
-    def forever(self):
-        """Endless iterator over batches, crossing epoch boundaries."""
-        while True:
-            yield self.next_batch()
-
     def close(self) -> None:
         """Stop the worker processes (they stop with the object too)."""
         self._it = None
@@ -157,20 +127,9 @@ class StreamedBatches:
         self._loader._iterator = None
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        """The schema of :meth:`DeviceBatches.state_dict`."""
-        return {"generator": self.generator.get_state(), "epoch": self.epoch, "position": self._pos,
-                "batch_size": self.batch_size, "num_samples": self.num_samples,
-                "perm": None if self._perm is None else self._perm.cpu()}
-
     def load_state_dict(self, state: dict) -> None:
-        if (state["batch_size"], state["num_samples"]) != (self.batch_size, self.num_samples):
-            raise ValueError(f"state is for batch_size={state['batch_size']} over "
-                             f"{state['num_samples']} samples, this iterator has "
-                             f"batch_size={self.batch_size} over {self.num_samples}")
-        self.generator.set_state(state["generator"])
-        self.epoch, self._pos = state["epoch"], state["position"]
-        self._perm = None if state["perm"] is None else state["perm"].to(self.device)
-        self._it, self._ahead = None, None  # re-requested from the restored position
+        """:meth:`EpochOrder.load_state_dict`, then the loader re-requests from the restored position."""
+        super().load_state_dict(state)
+        self._it, self._ahead = None, None
         if self._perm is not None and self._pos >= len(self):
             self._request_next_epoch()
