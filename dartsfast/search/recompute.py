@@ -8,10 +8,11 @@ work runs under non-reentrant ``torch.utils.checkpoint``: forward keeps only its
 graph. The unit is the finest one that holds a weighted sum, so that the sum's backward
 reads recomputed candidate outputs: an edge (a MixedOp) of the per-edge cell; the whole
 cell when edges are batched, since a batched state's fan-out feeds every node. Measured
-at the seed configuration, per-edge cells, one thread per process, CPU: peak RSS 10.0 ->
-4.0-4.8 GB (2.2 GB vs 8.7 GB with MALLOC_MMAP_THRESHOLD_=65536, which stops glibc
-keeping freed activation blocks but made a lean step 2.7x slower), step time 1.44x (a second forward of every candidate;
-benchmarks/results/2026-11-30-cpu-lean-memory).
+at the seed configuration, per-edge cells, 2 threads, CPU: a step's peak of live tensor
+bytes 7883 -> 1366 MiB (0.17x), peak RSS 10.1 -> 4.8 GB (0.47x: glibc keeps the freed
+activation blocks), step time 1.41x (a second forward of every candidate); at CIFAR-10
+shapes batched cells keep 0.28x (one whole cell is alive in its backward)
+(benchmarks/results/2026-11-30-cpu-lean-memory, -cpu-search-capacity).
 
 The recomputation must be the same function as the forward it replaces, and must not
 do twice what forward did once:

