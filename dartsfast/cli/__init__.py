@@ -32,11 +32,11 @@ import traceback
 from typing import Callable, Optional, Sequence
 
 from dartsfast import backend
-from dartsfast.cli import bench, profile, search, train
+from dartsfast.cli import bench, evaluate, profile, random_search, search, train
 from dartsfast.search import CheckpointError
 
 EXIT_FAILURE, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL = 1, 2, 3, 4
-SUBCOMMANDS = (search, train, profile, bench)  # in the order `dartsfast --help` lists them
+SUBCOMMANDS = (search, random_search, train, evaluate, profile, bench)  # in the order `dartsfast --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
