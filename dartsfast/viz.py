@@ -9,10 +9,13 @@ import os
 from typing import Sequence
 
 from dartsfast._io import atomic_write
+from dartsfast.cell_plots import alphas_gif, draw_genotype
 
 ALPHAS_PNG = "alphas.png"
 EDGES_PNG = "alphas_final.png"
 CURVES_PNG = "curves.png"
+GENOTYPE_PNG = "genotype.png"   # the last epoch's derived cells as graphs
+ALPHAS_GIF = "alphas.gif"       # both cells' alphas, one frame per epoch
 
 
 def _pyplot():
@@ -97,4 +100,9 @@ def plot_search(history: Sequence[dict], ops: Sequence[str], out: str) -> list[s
     plot_alphas(history, ops, paths[0])
     plot_final_alphas(history[-1], ops, paths[1])
     plot_curves(history, paths[2])
+    paths.append(os.path.join(out, ALPHAS_GIF))
+    alphas_gif(history, ops, paths[-1])
+    if history[-1].get("genotype") is not None:  # a history of an older version may lack it
+        paths.append(os.path.join(out, GENOTYPE_PNG))
+        draw_genotype(history[-1]["genotype"], paths[-1])
     return paths
