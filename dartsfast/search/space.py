@@ -28,6 +28,10 @@ GENOTYPE_FILE = "genotype.json"  # what a search writes, and what a directory gi
 NONE = "none"
 # The seed experiment's space (Fashion-MNIST DSConv/MBConv/Fused-MBConv search).
 DEFAULT_OPS = ("dsconv_3x3", "mbconv_3x3", "fused_mbconv_3x3", NONE)
+# The original DARTS space (Liu et al. 2019), where the collapse into parameter-free ops
+# (skip_connect, pooling) was observed.
+DARTS_OPS = (NONE, "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
+             "dil_conv_3x3", "dil_conv_5x5")
 STEPS = 4            # intermediate nodes per cell
 MULTIPLIER = 4       # nodes concatenated into the cell output
 MBCONV_EXPANSION = 4.0
@@ -242,8 +246,10 @@ class Genotype:
         write_json(os.fspath(path), self.to_dict())
 
 
-def _derive_cell(weights: torch.Tensor, op_names: Sequence[str], steps: int) -> tuple[tuple[str, int], ...]:
-    """Top-2 incoming edges per node by their strongest non-'none' op (DARTS §2.4)."""
+def derived_edges(weights: torch.Tensor, op_names: Sequence[str], steps: int) -> list[tuple[int, int, int]]:
+    """DARTS's derivation (§2.4): per node, the 2 incoming edges whose strongest non-'none'
+    op weighs most, each with that op. Returns ``(op_index, input_index, edge_row)`` triples,
+    two per node in node order, the stronger edge first."""
     w = weights.detach().to("cpu", torch.float64)
     candidates = [k for k, name in enumerate(op_names) if name != NONE]
     edges, start = [], 0
@@ -255,9 +261,13 @@ def _derive_cell(weights: torch.Tensor, op_names: Sequence[str], steps: int) -> 
         best_inputs = sorted(range(n_inputs), key=lambda j: (-strength[j], j))[:2]
         for j in best_inputs:
             k_best = max(candidates, key=lambda k: (rows[j, k].item(), -k))
-            edges.append((op_names[k_best], j))
+            edges.append((k_best, j, start + j))
         start += n_inputs
-    return tuple(edges)
+    return edges
+
+
+def _derive_cell(weights: torch.Tensor, op_names: Sequence[str], steps: int) -> tuple[tuple[str, int], ...]:
+    return tuple((op_names[k], j) for k, j, _ in derived_edges(weights, op_names, steps))
 
 
 def derive_genotype(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, op_names: Sequence[str],
