@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from dartsfast.cli._argtypes import number, positive_int
+from dartsfast.cli._argtypes import non_negative_int, number, positive_int
 from dartsfast.cli._common import add_common, common_settings
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
 from dartsfast.search.config import COMPILE_BACKENDS
@@ -40,7 +40,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "backward (same results, a fraction of the memory; README)")
     s.add_argument("--train-fraction", type=number, default=0.5, help="share of the training set for weights")
     s.add_argument("--w-lr", type=number, default=0.025, help="weights' SGD learning rate")
-    s.add_argument("--alpha-lr", type=number, default=3e-4, help="alphas' Adam learning rate")
+    s.add_argument("--alpha-lr", type=number, default=3e-4,
+                   help="alphas' Adam learning rate (DARTS's 3e-4 suits its ~20,000 steps; a search of a few "
+                        "hundred steps needs ~1e-2 for the alphas to decide: README)")
+    s.add_argument("--warmup-epochs", type=non_negative_int, default=0,
+                   help="epochs that train only the weights before the alphas move (PC-DARTS)")
+    s.add_argument("--beta-decay", type=number, default=0.0, metavar="LAMBDA",
+                   help="beta-decay regularisation of the alphas against collapse into parameter-free "
+                        "ops (beta-DARTS), ramped 0 -> LAMBDA over the epochs (25 over 50 epochs is the "
+                        "paper's code); 0 = off")
     s.add_argument("--augment", action="store_true", help="on-device crop (+ flip for cifar10) during search")
     s.add_argument("--synthetic-size", type=positive_int, default=2048, help="samples of --dataset synthetic")
     s.add_argument("--out", default="runs/search", help="output directory")
@@ -55,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     config = SearchConfig(
         **common_settings(args), ops=args.ops, order=args.order, backend=args.backend,
         train_fraction=args.train_fraction, augment=args.augment, w_lr=args.w_lr, alpha_lr=args.alpha_lr,
+        warmup_epochs=args.warmup_epochs, beta_decay=args.beta_decay,
         partial_channels=args.partial_channels, edge_batching=args.edge_batching, compile=args.compile,
         cuda_graph=args.cuda_graph, memory=args.memory, synthetic_size=args.synthetic_size, out=args.out,
         resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)

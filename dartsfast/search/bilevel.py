@@ -133,13 +133,17 @@ def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: Lo
                       order: int = 1, x_train=None, y_train=None, lr: float | torch.Tensor = 0.0, momentum: float = 0.0,
                       weight_decay: float = 0.0, weight_optimizer: torch.optim.Optimizer | None = None,
                       scaler: torch.amp.GradScaler | None = None,
-                      reduce_grads: Callable[[list[torch.Tensor]], None] | None = None) -> None:
+                      reduce_grads: Callable[[list[torch.Tensor]], None] | None = None,
+                      penalty: Callable[[nn.Module], torch.Tensor] | None = None) -> None:
     """One alpha update: the hypergradient of the chosen order, then ``alpha_optimizer.step()``.
 
     ``scaler``: an enabled fp16 GradScaler scales the losses (small alpha gradients would
     flush to zero in fp16) and skips the step when the gradient is not finite.
     ``reduce_grads``: called on the hypergradients in place before the step (DDP: the
     all-reduce that keeps every rank's alphas identical).
+    ``penalty(model)``: a term of the alphas alone added to the validation loss (a collapse
+    guard, :mod:`dartsfast.search.regularizers`); its gradient, exact and the same on every
+    rank, is added after the reduction, scaled like the loss under fp16.
     """
     scaled_fn, loss_scale = loss_fn, None
     if scaler is not None and scaler.is_enabled():
@@ -151,6 +155,12 @@ def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: Lo
                           weight_optimizer=weight_optimizer, loss_scale=loss_scale)
     if reduce_grads is not None:
         reduce_grads(grads)
+    if penalty is not None:
+        alphas = model.alphas()
+        extra = torch.autograd.grad(penalty(model), alphas, allow_unused=True)
+        for g, e in zip(grads, extra):
+            if e is not None:
+                g.add_(e if loss_scale is None else e * loss_scale)
     alpha_optimizer.zero_grad(set_to_none=False)
     _assign_grads(model.alphas(), grads)
     if loss_scale is None:

@@ -47,9 +47,13 @@ class SearchConfig(RunConfig):
     (:mod:`dartsfast.search.graph_step`); None: wherever it can be captured, True: also say
     why when it cannot. ``memory``: 'fast' keeps every activation for backward, 'lean'
     recomputes each cell in backward (:mod:`dartsfast.search.recompute`; the same
-    results, a fraction of the memory). ``out``: directory for genotype.json, history.json, checkpoint.pt
-    and plots (None = write nothing). ``resume``: continue from ``out/checkpoint.pt`` (which must
-    exist). ``overwrite``: allow starting afresh over an existing checkpoint (never implied;
+    results, a fraction of the memory). ``warmup_epochs``: epochs at the start that train
+    only the weights (the alphas stay put, as in PC-DARTS), so the alphas are not steered by
+    untrained weights. ``beta_decay``: λ of β-DARTS's beta-decay regularisation of the
+    alphas (:mod:`dartsfast.search.regularizers`; 0 = off), ramped linearly over the epochs.
+    ``out``: directory for genotype.json, history.json, checkpoint.pt and plots (None = write
+    nothing). ``resume``: continue from ``out/checkpoint.pt`` (which must exist).
+    ``overwrite``: allow starting afresh over an existing checkpoint (never implied;
     not with ``resume``).
     """
 
@@ -66,6 +70,8 @@ class SearchConfig(RunConfig):
     alpha_lr: float = 3e-4
     alpha_betas: tuple = (0.5, 0.999)
     alpha_weight_decay: float = 1e-3
+    warmup_epochs: int = 0
+    beta_decay: float = 0.0
     partial_channels: int = 1
     edge_normalization: Optional[bool] = None
     edge_batching: Optional[bool] = None
@@ -98,7 +104,10 @@ class SearchConfig(RunConfig):
         self._check(POSITIVE_REAL, "w_lr", "alpha_lr")
         self._lr_floor("w_lr_min", "w_lr")
         self._check(FRACTION, "w_momentum")
-        self._check(NON_NEGATIVE_REAL, "w_weight_decay", "alpha_weight_decay")
+        self._check(NON_NEGATIVE_REAL, "w_weight_decay", "alpha_weight_decay", "beta_decay")
+        if not is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
+            raise self._bad("warmup_epochs", f"an int in [0, epochs) = [0, {self.epochs}): with no epoch "
+                                             "left after the warm-up the alphas would never move")
         if not isinstance(self.alpha_betas, (tuple, list)) or len(self.alpha_betas) != 2 or not all(
                 is_real(b) and 0 <= b < 1 for b in self.alpha_betas):
             raise self._bad("alpha_betas", "a pair of numbers in [0, 1), such as (0.5, 0.999)")

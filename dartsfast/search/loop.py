@@ -32,6 +32,7 @@ from dartsfast.data import ImageDataset
 from dartsfast.rundir import run_directory
 from dartsfast.runtime import autocast, evaluate_batch_sums, optimizer_options, resolve_device, synchronize
 from dartsfast.search import distributed
+from dartsfast.search.alpha_stats import alpha_record
 from dartsfast.search.bilevel import architecture_step
 from dartsfast.search.checkpoint import CheckpointError, checkpoint_path
 from dartsfast.search.config import SearchConfig
@@ -39,6 +40,7 @@ from dartsfast.search.data_setup import build_search_data
 from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
 from dartsfast.search.memory import check_search_fits
 from dartsfast.search.outputs import resume_state, write_epoch_files
+from dartsfast.search.regularizers import beta_decay_loss, beta_decay_weight
 from dartsfast.search.space import Genotype
 from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
 
@@ -107,6 +109,9 @@ class SearchRun:
         self.a_opt = torch.optim.Adam(self.model.alphas(), lr=config.alpha_lr, betas=config.alpha_betas,
                                       weight_decay=config.alpha_weight_decay, **self._a_options(use_graph))
         self.graph = GraphedStep(self._compute) if use_graph else None
+        # β-DARTS's λ_t: a device tensor set each epoch, so a captured step reads the new value.
+        self.beta_weight = torch.zeros((), device=device)
+        self.penalty = self._beta_decay if config.beta_decay > 0 else None
         fp16 = config.amp == "fp16"
         self.w_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.a_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -181,6 +186,13 @@ class SearchRun:
             logits = model(x)
         return F.cross_entropy(logits.float(), y)
 
+    def _beta_decay(self, model: SearchModel) -> torch.Tensor:
+        return self.beta_weight * beta_decay_loss([model.arch.alphas_normal, model.arch.alphas_reduce])
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.penalty is not None:
+            self.beta_weight.fill_(beta_decay_weight(self.config.beta_decay, epoch, self.config.epochs))
+
     def _reduce_alpha_grads(self, grads: list) -> None:
         distributed.all_reduce_mean_(grads, self.ctx)
 
@@ -190,7 +202,9 @@ class SearchRun:
         x_t, y_t = self.train_batches.next_batch()
         x_v, y_v = next(self.val_iter)
         x_t, x_v = x_t.contiguous(memory_format=fmt), x_v.contiguous(memory_format=fmt)
-        if self.graph is not None:
+        if self.epoch < self.config.warmup_epochs:  # weights only (the val batch is drawn all the same)
+            loss, n_correct = self._compute(x_t, y_t, x_v, y_v, skipped, arch_step=False)
+        elif self.graph is not None:
             loss, n_correct = self.graph(x_t, y_t, x_v, y_v)
         else:
             loss, n_correct = self._compute(x_t, y_t, x_v, y_v, skipped)
@@ -199,15 +213,18 @@ class SearchRun:
         return loss
 
     def _compute(self, x_t: torch.Tensor, y_t: torch.Tensor, x_v: torch.Tensor, y_v: torch.Tensor,
-                 skipped: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The architecture step and the weight step: ``(training loss, correct count)``.
-        Host-sync free, so it can be captured (``skipped`` counts fp16 steps, never captured)."""
+                 skipped: torch.Tensor | None = None, arch_step: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The architecture step (unless ``arch_step`` is False: warm-up) and the weight step:
+        ``(training loss, correct count)``. Host-sync free, so it can be captured (``skipped``
+        counts fp16 steps, never captured)."""
         c = self.config
-        architecture_step(self.model, self.a_opt, self._alpha_loss, x_v, y_v, order=c.order,
-                          x_train=x_t, y_train=y_t, lr=self.w_opt.param_groups[0]["lr"],
-                          momentum=c.w_momentum, weight_decay=c.w_weight_decay, weight_optimizer=self.w_opt,
-                          scaler=self.a_scaler,  # used only when enabled (fp16)
-                          reduce_grads=self._reduce_alpha_grads if self.ctx.enabled else None)
+        if arch_step:
+            architecture_step(self.model, self.a_opt, self._alpha_loss, x_v, y_v, order=c.order,
+                              x_train=x_t, y_train=y_t, lr=self.w_opt.param_groups[0]["lr"],
+                              momentum=c.w_momentum, weight_decay=c.w_weight_decay, weight_optimizer=self.w_opt,
+                              scaler=self.a_scaler,  # used only when enabled (fp16)
+                              reduce_grads=self._reduce_alpha_grads if self.ctx.enabled else None,
+                              penalty=self.penalty)
         with torch.no_grad():
             arch_weights = self.model.arch()  # the alphas are constants in the weight step
         with autocast(self.device, c.amp):
@@ -231,13 +248,14 @@ class SearchRun:
         return loss.detach(), (logits.detach().argmax(1) == y_t).sum()
 
 
-def _alpha_record(model: SearchModel) -> dict:
+def _alpha_record(model: SearchModel, ops: tuple, genotype: Genotype, history: list) -> dict:
     with torch.no_grad():
         wn, wr, en, er = model.arch()
     record = {"alphas_normal": wn.float().cpu().tolist(), "alphas_reduce": wr.float().cpu().tolist()}
     if en is not None:
         record.update(edges_normal=en.float().cpu().tolist(), edges_reduce=er.float().cpu().tolist())
-    return record
+    previous = Genotype.from_dict(history[-1]["genotype"]) if history else None
+    return {**record, **alpha_record(wn, wr, ops, genotype, previous)}
 
 
 def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageDataset] = None,
@@ -247,7 +265,9 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
     History records hold ``epoch``, ``lr``, ``train_loss``/``train_acc`` (the weight-step
     batches, training mode), ``val_loss``/``val_acc`` (the whole validation half, eval
     mode), ``alphas_normal``/``alphas_reduce`` (softmaxed, [edges][ops] in ``ops`` order;
-    plus ``edges_*`` with edge normalisation), ``genotype``, ``epoch_time_s``,
+    plus ``edges_*`` with edge normalisation), ``entropy_normal``/``entropy_reduce``,
+    ``derived_weight``, ``parameter_free_ops``, ``genotype_changes``
+    (:mod:`dartsfast.search.alpha_stats`), ``genotype``, ``epoch_time_s``,
     ``train_time_s``, ``images_per_s`` (weight-step images over all ranks per second of
     stepping), ``skipped_steps`` (fp16 weight steps skipped for inf/NaN gradients),
     ``peak_memory_bytes`` (the epoch's peak: CUDA max_memory_allocated, or the CPU
@@ -316,6 +336,7 @@ def _run_epochs(config: SearchConfig, device: torch.device, ctx: distributed.Dis
     show = config.progress and ctx.is_main
     for epoch in range(start_epoch, config.epochs):
         run.model.train()
+        run.start_epoch(epoch)
         lr = float(run.w_sched.get_last_lr()[0])  # a device tensor when the step is a CUDA graph
         loss_sum, correct = (torch.zeros((), device=device) for _ in range(2))
         skipped = torch.zeros((), device=device)
@@ -344,8 +365,9 @@ def _run_epochs(config: SearchConfig, device: torch.device, ctx: distributed.Dis
         run.epoch = epoch + 1
         genotype = run.model.genotype()
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": tr_loss / seen, "train_acc": tr_correct / seen,
-                  "val_loss": va_loss / n_val, "val_acc": va_correct / n_val, **_alpha_record(run.model),
-                  "genotype": genotype.to_dict(), "epoch_time_s": time.perf_counter() - t0,
+                  "val_loss": va_loss / n_val, "val_acc": va_correct / n_val,
+                  **_alpha_record(run.model, config.ops, genotype, run.history), "genotype": genotype.to_dict(),
+                  "epoch_time_s": time.perf_counter() - t0,
                   "train_time_s": train_time, "images_per_s": seen / train_time if train_time > 0 else 0.0,
                   "skipped_steps": int(skipped), "peak_memory_bytes": runtime.peak_memory_bytes(device),
                   "data_wait_s": data_wait, "skipped_images": run.data.skipped_images()}

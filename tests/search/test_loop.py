@@ -70,17 +70,17 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("order", [1, 2])
-def test_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path, order):
-    full = search(tiny(tmp_path / "full", epochs=3, order=order))
+@pytest.mark.parametrize("order, guards", [(1, {}), (2, {}), (1, {"warmup_epochs": 1, "beta_decay": 5.0})])
+def test_resume_equals_the_uninterrupted_run_bit_for_bit(tmp_path, order, guards):
+    full = search(tiny(tmp_path / "full", epochs=3, order=order, **guards))
 
     def crash_after_first_epoch(epoch, record):
         if epoch == 1:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        search(tiny(tmp_path / "cut", epochs=3, order=order), on_epoch_end=crash_after_first_epoch)
-    resumed = search(tiny(tmp_path / "cut", epochs=3, order=order, resume=True))
+        search(tiny(tmp_path / "cut", epochs=3, order=order, **guards), on_epoch_end=crash_after_first_epoch)
+    resumed = search(tiny(tmp_path / "cut", epochs=3, order=order, resume=True, **guards))
     assert resumed.start_epoch == 1
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys()
