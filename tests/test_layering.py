@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dartsfast"
 # itself and everything under it; the longest matching prefix decides.
 LAYERS = [
     ["dartsfast._io", "dartsfast.rundir", "dartsfast._validate", "dartsfast._ext", "dartsfast.backend",
-     "dartsfast.runtime", "dartsfast.timing", "dartsfast.records", "dartsfast.viz", "dartsfast.config",
+     "dartsfast.runtime", "dartsfast.timing", "dartsfast.records", "dartsfast.viz", "dartsfast.cell_plots",
+     "dartsfast.config",
      "dartsfast._triton"],
     ["dartsfast.ops"],
     ["dartsfast.testing"],
@@ -27,6 +28,7 @@ LAYERS = [
     ["dartsfast.search"],
     ["dartsfast.train"],
     ["dartsfast.profiling"],
+    ["dartsfast.evaluation"],
     ["dartsfast.bench"],
     ["dartsfast.cli", "dartsfast.__main__"],
 ]
