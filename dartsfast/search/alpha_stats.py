@@ -9,7 +9,8 @@ search is, and when its genotype stopped changing:
   derived edges of both cells (2 per node); 1/K when uniform, 1 when fully decided;
 * ``parameter_free_ops``: derived edges, in both cells, whose op has no weights
   (skip_connect, pooling): DARTS's collapse shows as this count growing;
-* ``genotype_changes``: derived edges that differ from the previous epoch's genotype.
+* ``genotype_changes``: derived edges that are new since the previous epoch's genotype
+  (a node's two edges compared as a set: their order says only which is stronger).
 """
 from __future__ import annotations
 
@@ -45,11 +46,13 @@ def count_parameter_free(genotype: Genotype) -> int:
 
 
 def genotype_changes(genotype: Genotype, previous: Optional[Genotype]) -> int:
-    """Edges (op or input) of both cells that differ from ``previous`` (all of them when None)."""
+    """Edges (op, input) of both cells' nodes that ``previous``'s same node lacks (all of
+    them when None). A node sums its two edges, so swapping their order changes nothing."""
     edges = genotype.normal + genotype.reduce
     if previous is None:
         return len(edges)
-    return sum(a != b for a, b in zip(edges, previous.normal + previous.reduce))
+    before = previous.normal + previous.reduce
+    return sum(len(set(edges[i:i + 2]) - set(before[i:i + 2])) for i in range(0, len(edges), 2))
 
 
 def alpha_record(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, op_names: Sequence[str],
