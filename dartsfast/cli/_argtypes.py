@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from dartsfast.config import MAX_SEED
+from dartsfast.search.space import check_op_names
 
 
 def _int(text: str, want: str) -> int:
@@ -70,3 +71,11 @@ def fraction(text: str) -> float:
 def name_list(text: str) -> list[str]:
     """``"a, b,"`` → ["a", "b"]."""
     return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def op_list(text: str) -> tuple:
+    """Comma-separated candidate op names, checked against the registry."""
+    try:
+        return check_op_names(tuple(s.strip() for s in text.split(",") if s.strip()))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -5,30 +5,14 @@ import argparse
 import contextlib
 
 from dartsfast import backend
-from dartsfast.cli._argtypes import number, positive_int, seed
-from dartsfast.cli._common import add_common, common_settings
+from dartsfast.cli._argtypes import positive_int, seed
+from dartsfast.cli._common import add_common, add_train_settings, train_settings
 from dartsfast.evaluation import REF_PREFIX, REFERENCE_GENOTYPES, evaluate_genotypes
 from dartsfast.evaluation.report import markdown_table
 from dartsfast.timing import num_threads
 from dartsfast.train import TrainConfig
 
 _REFS = ", ".join(REF_PREFIX + name for name in REFERENCE_GENOTYPES)
-
-
-def add_train_settings(p: argparse.ArgumentParser) -> None:
-    """The training flags of ``dartsfast train``, with its defaults."""
-    p.add_argument("--lr", type=number, default=0.025)
-    p.add_argument("--weight-decay", type=number, default=3e-4)
-    p.add_argument("--drop-path", type=number, default=0.2, help="drop-path probability (ramped up)")
-    p.add_argument("--auxiliary", action="store_true", help="auxiliary head at 2/3 depth")
-    p.add_argument("--cutout", type=int, default=0, help="cutout square side (0 = off)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop/flip")
-
-
-def train_settings(args: argparse.Namespace) -> dict:
-    """TrainConfig's fields from :func:`add_common`'s and :func:`add_train_settings`' flags."""
-    return dict(common_settings(args), lr=args.lr, weight_decay=args.weight_decay, drop_path_prob=args.drop_path,
-                auxiliary=args.auxiliary, cutout=args.cutout, augment=args.augment)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

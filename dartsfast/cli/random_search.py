@@ -5,21 +5,12 @@ import argparse
 import contextlib
 
 from dartsfast import backend
-from dartsfast.cli._argtypes import number, positive_float, positive_int
-from dartsfast.cli._common import add_common
-from dartsfast.cli.evaluate import add_train_settings, train_settings
+from dartsfast.cli._argtypes import number, op_list, positive_float, positive_int
+from dartsfast.cli._common import add_common, add_train_settings, train_settings
 from dartsfast.evaluation import Budget, random_search
 from dartsfast.search import DEFAULT_OPS
-from dartsfast.search.space import check_op_names
 from dartsfast.timing import num_threads
 from dartsfast.train import TrainConfig
-
-
-def _op_list(text: str) -> tuple:
-    try:
-        return check_op_names(tuple(s.strip() for s in text.split(",") if s.strip()))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -40,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--budget-seconds", type=positive_float, default=None,
                    help="wall seconds from the start (data loading included); no sample starts that "
                         "would not fit")
-    r.add_argument("--ops", type=_op_list, default=tuple(DEFAULT_OPS),
+    r.add_argument("--ops", type=op_list, default=tuple(DEFAULT_OPS),
                    help=f"comma-separated candidate ops, as search's (default {','.join(DEFAULT_OPS)}; "
                         "'none' is never sampled)")
     r.add_argument("--train-fraction", type=number, default=0.5,

@@ -3,27 +3,19 @@ from __future__ import annotations
 
 import argparse
 
-from dartsfast.cli._argtypes import non_negative_int, number, positive_int
+from dartsfast.cli._argtypes import non_negative_int, number, op_list, positive_int
 from dartsfast.cli._common import add_common, common_settings
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
 from dartsfast.search.config import COMPILE_BACKENDS
 from dartsfast.search.recompute import MEMORY_MODES
-from dartsfast.search.space import check_op_names
 from dartsfast.timing import num_threads
-
-
-def _op_list(text: str) -> tuple:
-    try:
-        return check_op_names(tuple(s.strip() for s in text.split(",") if s.strip()))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     s = subparsers.add_parser("search", help="DARTS search; writes genotype.json, history.json, plots, checkpoint.pt",
                               description="Differentiable architecture search over a supernet of the chosen ops.")
     add_common(s, epochs=50, batch_size=64, layers=8, channels=16)
-    s.add_argument("--ops", type=_op_list, default=tuple(DEFAULT_OPS),
+    s.add_argument("--ops", type=op_list, default=tuple(DEFAULT_OPS),
                    help=f"comma-separated candidate ops (default {','.join(DEFAULT_OPS)}; "
                         f"available: {','.join(available_ops())})")
     s.add_argument("--order", type=int, choices=(1, 2), default=1, help="1 = first order, 2 = unrolled")

@@ -5,8 +5,7 @@ import argparse
 import contextlib
 
 from dartsfast import backend
-from dartsfast.cli._argtypes import number
-from dartsfast.cli._common import add_common, common_settings
+from dartsfast.cli._common import add_common, add_train_settings, train_settings
 from dartsfast.timing import num_threads
 from dartsfast.train import TrainConfig, train
 
@@ -16,21 +15,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description="Train the discrete network a genotype describes (DARTS evaluation).")
     t.add_argument("--genotype", required=True, help="genotype.json (or the search directory holding it)")
     add_common(t, epochs=20, batch_size=96, layers=8, channels=16)
-    t.add_argument("--lr", type=number, default=0.025)
-    t.add_argument("--weight-decay", type=number, default=3e-4)
-    t.add_argument("--drop-path", type=number, default=0.2, help="drop-path probability (ramped up)")
-    t.add_argument("--auxiliary", action="store_true", help="auxiliary head at 2/3 depth")
-    t.add_argument("--cutout", type=int, default=0, help="cutout square side (0 = off)")
-    t.add_argument("--no-augment", dest="augment", action="store_false", help="no random crop/flip")
+    add_train_settings(t)
     t.add_argument("--out", default=None, help="directory for model.pt and train_history.json")
     t.set_defaults(handler=run)
     return t
 
 
 def run(args: argparse.Namespace) -> int:
-    config = TrainConfig(
-        **common_settings(args), lr=args.lr, weight_decay=args.weight_decay, drop_path_prob=args.drop_path,
-        auxiliary=args.auxiliary, cutout=args.cutout, augment=args.augment, out=args.out)
+    config = TrainConfig(**train_settings(args), out=args.out)
     use = backend.use_backend(args.backend) if args.backend else contextlib.nullcontext()
     with use, num_threads(args.threads):
         result = train(args.genotype, config, progress=args.progress)
