@@ -16,10 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Sequence
 
-import torch
-
-from dartsfast.search import MixedOp, Supernet
-from dartsfast.search.space import num_edges
+from dartsfast.search.positions import cell_positions  # moved down for the search; re-exported
 
 BLOCKS = ("mbconv", "fused_mbconv", "dsconv")
 PRESETS = ("effnetv2-s", "effnet-b0", "seed")
@@ -140,37 +137,6 @@ def effnetv2_s(input_size: int = DEFAULT_INPUT_SIZE["effnetv2-s"]) -> list[Block
 
 def effnet_b0(input_size: int = DEFAULT_INPUT_SIZE["effnet-b0"]) -> list[BlockShape]:
     return stage_shapes("effnet-b0", EFFNET_B0, EFFNET_B0_STEM, input_size)
-
-
-def cell_positions(channels: int, layers: int, image_size: int, op_names: Sequence[str] = ("skip_connect",),
-                   partial_channels: int = 1) -> list[tuple[int, int, int, int, int]]:
-    """Unique (C, H, W, stride, count) of every mixed-op edge of a Supernet, in network order.
-
-    Read off a real :class:`~dartsfast.search.supernet.Supernet` (forward hooks on each
-    MixedOp during one batch-1 pass), so the shapes follow its geometry exactly: stem of
-    3·C channels, reduction cells at layers//3 and 2·layers//3 doubling C, stride-2 edges
-    from a reduction cell's two inputs. ``count`` is the number of edges at that position.
-    Uses the cheapest op list by default: only the geometry matters.
-    """
-    _check_input_size(image_size)
-    net = Supernet(channels, num_classes=2, layers=layers, op_names=op_names, in_channels=1,
-                   partial_channels=partial_channels, edge_batching=False).eval()  # one MixedOp per edge
-    seen: dict[tuple, int] = {}
-
-    def hook(module, inputs):
-        _, c, h, w = inputs[0].shape
-        key = (c // module.partial_channels, h, w, module.stride)
-        seen[key] = seen.get(key, 0) + 1
-
-    handles = [m.register_forward_pre_hook(hook) for m in net.modules() if isinstance(m, MixedOp)]
-    try:
-        with torch.no_grad():
-            alphas = torch.full((num_edges(net.steps), len(op_names)), 1.0 / len(op_names))
-            net(torch.zeros(1, 1, image_size, image_size), alphas, alphas)
-    finally:
-        for h in handles:
-            h.remove()
-    return [(*key, count) for key, count in seen.items()]
 
 
 def seed(channels: int = SEED_CHANNELS, layers: int = SEED_LAYERS,
