@@ -64,3 +64,19 @@ def alpha_record(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, op_
             "derived_weight": sum(derived) / len(derived),
             "parameter_free_ops": count_parameter_free(genotype),
             "genotype_changes": genotype_changes(genotype, previous)}
+
+
+def epoch_alpha_record(model, op_names: Sequence[str], genotype: Genotype, history: list, latency=None) -> dict:
+    """A SearchModel's history fields for one epoch: softmaxed alphas (and PC-DARTS edge
+    weights), the statistics above, and with a latency table (a
+    :class:`~dartsfast.search.latency_term.LatencyTerm`) the expected and derived latency."""
+    with torch.no_grad():
+        wn, wr, en, er = model.arch()
+    record = {"alphas_normal": wn.float().cpu().tolist(), "alphas_reduce": wr.float().cpu().tolist()}
+    if en is not None:
+        record.update(edges_normal=en.float().cpu().tolist(), edges_reduce=er.float().cpu().tolist())
+    previous = Genotype.from_dict(history[-1]["genotype"]) if history else None
+    record.update(alpha_record(wn, wr, op_names, genotype, previous))
+    if latency is not None:
+        record.update(latency.record(wn, wr, genotype))
+    return record

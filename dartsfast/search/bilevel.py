@@ -64,8 +64,12 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
                                lr: float | torch.Tensor,
                                momentum: float = 0.0, weight_decay: float = 0.0,
                                weight_optimizer: torch.optim.Optimizer | None = None,
-                               loss_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+                               loss_scale: torch.Tensor | None = None,
+                               val_loss_fn: LossFn | None = None) -> list[torch.Tensor]:
     """The unrolled DARTS hypergradient (see module docstring); weights are restored exactly.
+
+    ``val_loss_fn``: the validation loss when it differs from the training loss ``loss_fn``
+    (a latency factor of the alphas): the virtual step and the Hessian term keep ``loss_fn``.
 
     ``loss_scale`` (a 0-d tensor, fp16 AMP): ``loss_fn`` already returns the loss times
     this scale. The virtual step unscales the training gradient; the result is the
@@ -81,7 +85,7 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
             train_grads = torch._foreach_div(train_grads, loss_scale.to(train_grads[0].dtype))
         _virtual_step(weights, train_grads, lr, momentum, weight_decay, weight_optimizer)   # w'
         with running_stats_frozen(model):
-            val_loss = loss_fn(model, x_val, y_val)
+            val_loss = (val_loss_fn or loss_fn)(model, x_val, y_val)
         grads = torch.autograd.grad(val_loss, alphas + weights, allow_unused=True)
         d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[:len(alphas)])]
         v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
@@ -110,22 +114,24 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
 def hypergradient(model, loss_fn: LossFn, x_val, y_val, *, order: int = 1, x_train=None, y_train=None,
                   lr: float | torch.Tensor = 0.0, momentum: float = 0.0, weight_decay: float = 0.0,
                   weight_optimizer: torch.optim.Optimizer | None = None,
-                  loss_scale: torch.Tensor | None = None) -> list[torch.Tensor]:
+                  loss_scale: torch.Tensor | None = None, val_loss_fn: LossFn | None = None) -> list[torch.Tensor]:
     """∇α of the validation loss, first order (``order=1``) or unrolled second order (``order=2``).
 
     ``lr``, ``momentum``, ``weight_decay``, ``weight_optimizer``: the weights' SGD step,
     used by the second-order virtual step (``lr`` a float, or a 0-d device tensor in a
     CUDA-graph step). ``loss_scale``: see
     :func:`second_order_hypergradient` (first order needs nothing: the gradient is linear).
+    ``val_loss_fn``: the validation loss, if not ``loss_fn`` (see there).
     """
     if order == 1:
-        return first_order_hypergradient(model, loss_fn, x_val, y_val)
+        return first_order_hypergradient(model, val_loss_fn or loss_fn, x_val, y_val)
     if order == 2:
         if x_train is None or y_train is None:
             raise ValueError("second-order search needs the training batch (x_train, y_train)")
         return second_order_hypergradient(model, loss_fn, x_train, y_train, x_val, y_val, lr=lr,
                                           momentum=momentum, weight_decay=weight_decay,
-                                          weight_optimizer=weight_optimizer, loss_scale=loss_scale)
+                                          weight_optimizer=weight_optimizer, loss_scale=loss_scale,
+                                          val_loss_fn=val_loss_fn)
     raise ValueError(f"order must be 1 or 2, got {order!r}")
 
 
@@ -134,7 +140,8 @@ def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: Lo
                       weight_decay: float = 0.0, weight_optimizer: torch.optim.Optimizer | None = None,
                       scaler: torch.amp.GradScaler | None = None,
                       reduce_grads: Callable[[list[torch.Tensor]], None] | None = None,
-                      penalty: Callable[[nn.Module], torch.Tensor] | None = None) -> None:
+                      penalty: Callable[[nn.Module], torch.Tensor] | None = None,
+                      val_loss_fn: LossFn | None = None) -> None:
     """One alpha update: the hypergradient of the chosen order, then ``alpha_optimizer.step()``.
 
     ``scaler``: an enabled fp16 GradScaler scales the losses (small alpha gradients would
@@ -144,15 +151,20 @@ def architecture_step(model, alpha_optimizer: torch.optim.Optimizer, loss_fn: Lo
     ``penalty(model)``: a term of the alphas alone added to the validation loss (a collapse
     guard, :mod:`dartsfast.search.regularizers`); its gradient, exact and the same on every
     rank, is added after the reduction, scaled like the loss under fp16.
+    ``val_loss_fn``: the validation loss when it is not ``loss_fn`` (``fbnet``'s latency
+    factor multiplies the validation loss, not the training loss of the unrolled step).
     """
-    scaled_fn, loss_scale = loss_fn, None
+    scaled_fn, scaled_val, loss_scale = loss_fn, val_loss_fn, None
     if scaler is not None and scaler.is_enabled():
         def scaled_fn(m, x, y):
             return scaler.scale(loss_fn(m, x, y))
+        if val_loss_fn is not None:
+            def scaled_val(m, x, y):
+                return scaler.scale(val_loss_fn(m, x, y))
         loss_scale = scaler.scale(torch.ones((), device=x_val.device))
     grads = hypergradient(model, scaled_fn, x_val, y_val, order=order, x_train=x_train, y_train=y_train,
                           lr=lr, momentum=momentum, weight_decay=weight_decay,
-                          weight_optimizer=weight_optimizer, loss_scale=loss_scale)
+                          weight_optimizer=weight_optimizer, loss_scale=loss_scale, val_loss_fn=scaled_val)
     if reduce_grads is not None:
         reduce_grads(grads)
     if penalty is not None:

@@ -8,6 +8,7 @@ from typing import Optional
 from dartsfast import backend
 from dartsfast._validate import is_int, is_real
 from dartsfast.config import BOOL, FRACTION, NON_NEGATIVE_REAL, OPTIONAL_BOOL, POSITIVE_INT, POSITIVE_REAL, RunConfig
+from dartsfast.search.latency_term import LATENCY_FORMS
 from dartsfast.search.recompute import MEMORY_MODES
 from dartsfast.search.space import DEFAULT_OPS, check_op_names
 
@@ -51,6 +52,12 @@ class SearchConfig(RunConfig):
     only the weights (the alphas stay put, as in PC-DARTS), so the alphas are not steered by
     untrained weights. ``beta_decay``: λ of β-DARTS's beta-decay regularisation of the
     alphas (:mod:`dartsfast.search.regularizers`; 0 = off), ramped linearly over the epochs.
+    ``latency_lut``: a latency lookup table (a path, or "auto": built for this device at the
+    start and kept in ``out``) whose expected latency the architecture loss adds
+    (:mod:`dartsfast.search.latency_term`) with weight ``latency_weight`` (0: only reported in
+    the history) in ``latency_form`` proxyless | constraint | fbnet; ``latency_target_ms``:
+    the constraint's target (fbnet's reference); ``latency_force``: use a table measured for
+    another device, dtype, layout or space (:mod:`dartsfast.search.latency_setup`) anyway.
     ``out``: directory for genotype.json, history.json, checkpoint.pt and plots (None = write
     nothing). ``resume``: continue from ``out/checkpoint.pt`` (which must exist).
     ``overwrite``: allow starting afresh over an existing checkpoint (never implied;
@@ -78,6 +85,11 @@ class SearchConfig(RunConfig):
     compile: Optional[str] = None
     cuda_graph: Optional[bool] = None
     memory: str = "fast"
+    latency_lut: Optional[str] = None
+    latency_weight: float = 0.0
+    latency_target_ms: Optional[float] = None
+    latency_form: str = "proxyless"
+    latency_force: bool = False
     synthetic_size: int = 2048
     resume: bool = False
     overwrite: bool = False
@@ -123,8 +135,26 @@ class SearchConfig(RunConfig):
             raise self._bad("memory", f"one of {', '.join(MEMORY_MODES)}")
         if self.compile is not None and self.compile not in COMPILE_BACKENDS:
             raise self._bad("compile", f"None or one of {', '.join(COMPILE_BACKENDS)}")
+        self._check_latency()
         if not isinstance(self.device, str):  # stored in checkpoints: plain strings only
             raise self._bad("device", "'auto' or a torch device string")
+
+    def _check_latency(self) -> None:
+        if self.latency_lut is not None and (not isinstance(self.latency_lut, str) or not self.latency_lut.strip()):
+            raise self._bad("latency_lut", "None, 'auto' or the path of a latency table (dartsfast profile --lut)")
+        self._check(NON_NEGATIVE_REAL, "latency_weight")
+        if self.latency_target_ms is not None and not (is_real(self.latency_target_ms) and self.latency_target_ms > 0):
+            raise self._bad("latency_target_ms", "None or a finite number of milliseconds > 0")
+        if self.latency_form not in LATENCY_FORMS:
+            raise self._bad("latency_form", f"one of {', '.join(LATENCY_FORMS)}")
+        self._check(BOOL, "latency_force")
+        if self.latency_form == "constraint" and self.latency_target_ms is None:
+            raise ValueError("SearchConfig.latency_form 'constraint' needs SearchConfig.latency_target_ms "
+                             "(--latency-target MS): it penalises only latency above the target")
+        if self.latency_lut is None and (self.latency_weight > 0 or self.latency_target_ms is not None):
+            what = "latency_weight > 0" if self.latency_weight > 0 else "latency_target_ms"
+            raise ValueError(f"SearchConfig.{what} needs SearchConfig.latency_lut (--latency-lut FILE|auto): "
+                             "the latencies come from that table")
 
     @property
     def use_edge_normalization(self) -> bool:

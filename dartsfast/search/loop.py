@@ -32,15 +32,16 @@ from dartsfast.data import ImageDataset
 from dartsfast.rundir import run_directory
 from dartsfast.runtime import autocast, evaluate_batch_sums, optimizer_options, resolve_device, synchronize
 from dartsfast.search import distributed
-from dartsfast.search.alpha_stats import alpha_record
+from dartsfast.search.alpha_stats import epoch_alpha_record
 from dartsfast.search.bilevel import architecture_step
 from dartsfast.search.checkpoint import CheckpointError, checkpoint_path
 from dartsfast.search.config import SearchConfig
 from dartsfast.search.data_setup import build_search_data
 from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
+from dartsfast.search.latency_setup import latency_term_for
 from dartsfast.search.memory import check_search_fits
 from dartsfast.search.outputs import resume_state, write_epoch_files
-from dartsfast.search.regularizers import beta_decay_loss, beta_decay_weight
+from dartsfast.search.regularizers import beta_decay_loss, beta_decay_weight, sum_penalties
 from dartsfast.search.space import Genotype
 from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
 
@@ -111,7 +112,13 @@ class SearchRun:
         self.graph = GraphedStep(self._compute) if use_graph else None
         # β-DARTS's λ_t: a device tensor set each epoch, so a captured step reads the new value.
         self.beta_weight = torch.zeros((), device=device)
-        self.penalty = self._beta_decay if config.beta_decay > 0 else None
+        # The latency table's term (issue 18; None without one): additive forms join the
+        # penalty, fbnet multiplies the validation loss. λ = 0 only reports, changing no bit.
+        self.latency = latency_term_for(config, device, self.channels_last, self.image_size, ctx)
+        active = self.latency is not None and self.latency.active
+        self.penalty = sum_penalties(self._beta_decay if config.beta_decay > 0 else None,
+                                     self.latency.penalty if active and config.latency_form != "fbnet" else None)
+        self.val_loss = self.latency.wrap_loss(self._alpha_loss) if active and config.latency_form == "fbnet" else None
         fp16 = config.amp == "fp16"
         self.w_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.a_scaler = torch.amp.GradScaler(device.type, enabled=fp16)
@@ -190,7 +197,7 @@ class SearchRun:
         return self.beta_weight * beta_decay_loss([model.arch.alphas_normal, model.arch.alphas_reduce])
 
     def start_epoch(self, epoch: int) -> None:
-        if self.penalty is not None:
+        if self.config.beta_decay > 0:
             self.beta_weight.fill_(beta_decay_weight(self.config.beta_decay, epoch, self.config.epochs))
 
     def _reduce_alpha_grads(self, grads: list) -> None:
@@ -224,7 +231,7 @@ class SearchRun:
                               momentum=c.w_momentum, weight_decay=c.w_weight_decay, weight_optimizer=self.w_opt,
                               scaler=self.a_scaler,  # used only when enabled (fp16)
                               reduce_grads=self._reduce_alpha_grads if self.ctx.enabled else None,
-                              penalty=self.penalty)
+                              penalty=self.penalty, val_loss_fn=self.val_loss)
         with torch.no_grad():
             arch_weights = self.model.arch()  # the alphas are constants in the weight step
         with autocast(self.device, c.amp):
@@ -246,16 +253,6 @@ class SearchRun:
         else:
             self.w_opt.step()
         return loss.detach(), (logits.detach().argmax(1) == y_t).sum()
-
-
-def _alpha_record(model: SearchModel, ops: tuple, genotype: Genotype, history: list) -> dict:
-    with torch.no_grad():
-        wn, wr, en, er = model.arch()
-    record = {"alphas_normal": wn.float().cpu().tolist(), "alphas_reduce": wr.float().cpu().tolist()}
-    if en is not None:
-        record.update(edges_normal=en.float().cpu().tolist(), edges_reduce=er.float().cpu().tolist())
-    previous = Genotype.from_dict(history[-1]["genotype"]) if history else None
-    return {**record, **alpha_record(wn, wr, ops, genotype, previous)}
 
 
 def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageDataset] = None,
@@ -366,7 +363,8 @@ def _run_epochs(config: SearchConfig, device: torch.device, ctx: distributed.Dis
         genotype = run.model.genotype()
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": tr_loss / seen, "train_acc": tr_correct / seen,
                   "val_loss": va_loss / n_val, "val_acc": va_correct / n_val,
-                  **_alpha_record(run.model, config.ops, genotype, run.history), "genotype": genotype.to_dict(),
+                  **epoch_alpha_record(run.model, config.ops, genotype, run.history, run.latency),
+                  "genotype": genotype.to_dict(),
                   "epoch_time_s": time.perf_counter() - t0,
                   "train_time_s": train_time, "images_per_s": seen / train_time if train_time > 0 else 0.0,
                   "skipped_steps": int(skipped), "peak_memory_bytes": runtime.peak_memory_bytes(device),

@@ -34,3 +34,15 @@ def beta_decay_weight(max_weight: float, epoch: int, epochs: int) -> float:
     if epochs < 1 or not 0 <= epoch < epochs:
         raise ValueError(f"epoch must be in [0, {epochs}), got {epoch}")
     return float(max_weight) * epoch / epochs
+
+
+def sum_penalties(*penalties):
+    """One ``penalty(model)`` hook adding the given ones (None entries skipped); None if none.
+    A single penalty is returned as it is, so a run with one term computes what it did alone."""
+    given = [p for p in penalties if p is not None]
+    if len(given) < 2:
+        return given[0] if given else None
+
+    def total(model):
+        return sum((p(model) for p in given[1:]), given[0](model))
+    return total

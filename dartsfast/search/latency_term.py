@@ -1,0 +1,179 @@
+"""The search's differentiable expected-latency term, from a latency lookup table (issue 18).
+
+The alphas are shared by every cell of a type, so the supernet's expected latency under
+its softmaxed alphas p = softmax(α) is linear in p (ProxylessNAS, Cai et al. 2019):
+
+    E_ms = const + Σ_e Σ_k p_normal[e,k]·L_normal[e,k] + Σ_e Σ_k p_reduce[e,k]·L_reduce[e,k]
+
+where L_type[e, k] is the LUT latency (ms) of op k at edge e's real position (C, H, W,
+stride) summed over all the cells of that type, and 'none' costs 0. Its gradient is
+∂E/∂α_ek = p_ek·(L_ek − Σ_j p_ej·L_ej): an op slower than its edge's current mixture is
+pushed down. ``const`` is the stem, the cells' preprocessing and the classifier: the
+table's header ``constant_s`` when it has one; ``build_lut`` does not measure them yet
+(phase 1), so it is 0 there and E_ms is the cells' ops alone. It shifts E, not its
+gradient, except through ``constraint``'s threshold and ``fbnet``'s ratio.
+
+Forms (``latency_form``), λ = ``latency_weight``, T = ``latency_target_ms``:
+
+* ``proxyless``: val_loss + λ·E_ms (an additive penalty of the alphas).
+* ``constraint``: val_loss + λ·relu(E_ms − T)/T: only latency above the target costs
+  (FBNetV3's resource constraint as a hinge), in units of the target.
+* ``fbnet``: val_loss · (E_ms / ref)^λ, ref = T if given, else E_ms at uniform alphas
+  (fixed when the search starts). FBNet's own CE·α·log(LAT)^β is not used as written: with
+  α = λ the factor λ multiplies the whole gradient and Adam (the alphas' optimiser) divides
+  it out again, so λ would change nothing, and log(LAT)^β depends on the time unit and is
+  undefined below 1 unit (a small network on a GPU). (E/ref)^λ = exp(λ·log(E/ref)) is the
+  same idea made unit-free and positive: log loss = log CE + λ·log E, so λ trades accuracy
+  against latency (λ = 0.6 matches the paper's β as the exponent on the latency part;
+  ≈ CE·(1 + λ·log(E/ref)) near ref). Multiplicative, so it wraps the validation loss
+  (:meth:`LatencyTerm.wrap_loss`), not the additive penalty.
+
+Everything inside the step is tensor arithmetic on the device with λ, T and ref fixed
+Python floats: no host sync, so a CUDA-graph step can hold it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dartsfast.search.latency_lut import NONE, Lut
+from dartsfast.search.positions import CellEdges
+from dartsfast.search.space import Genotype, num_edges
+
+LATENCY_FORMS = ("proxyless", "constraint", "fbnet")
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def latency_matrices(lut: Lut, cells: Sequence[CellEdges], ops: Sequence[str]
+                     ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """(L_normal, L_reduce, missing): float64 [E, K] milliseconds summed over the cells of each
+    type, and the (op, C, H, W, stride) entries the table lacks (counted as 0 ms)."""
+    e = len(cells[0].edges)
+    mats = {False: torch.zeros(e, len(ops), dtype=torch.float64), True: torch.zeros(e, len(ops), dtype=torch.float64)}
+    missing: dict[str, None] = {}
+    for cell in cells:
+        for row, (c, h, w, stride) in enumerate(cell.edges):
+            for k, op in enumerate(ops):
+                if op == NONE:
+                    continue
+                key = lut.key(op, c, c, h, w, stride)
+                if key in lut.entries:
+                    mats[cell.reduction][row, k] += 1e3 * float(lut.entries[key]["median_s"])
+                else:
+                    missing[f"{op} C={c} {h}x{w} stride {stride}"] = None
+    return mats[False], mats[True], list(missing)
+
+
+def constant_ms(lut: Lut) -> float:
+    """The stem + preprocessing + classifier milliseconds the table holds (0 when it has none)."""
+    return 1e3 * float(lut.header.get("constant_s", 0.0) or 0.0)
+
+
+class LatencyTerm(nn.Module):
+    """The expected latency of a supernet's alphas and its penalty (see the module docstring).
+
+    ``normal``, ``reduce``: float64 [E, K] ms (:func:`latency_matrices`); ``const_ms``: the
+    fixed part. Buffers move with ``.to(device)``; the step reads float32 copies.
+    """
+
+    def __init__(self, normal: torch.Tensor, reduce: torch.Tensor, ops: Sequence[str], *, const_ms: float = 0.0,
+                 weight: float = 0.0, form: str = "proxyless", target_ms: Optional[float] = None,
+                 mode: str = "inference") -> None:
+        super().__init__()
+        if form not in LATENCY_FORMS:
+            raise ValueError(f"unknown latency form {form!r}; expected one of {', '.join(LATENCY_FORMS)}")
+        if form == "constraint" and target_ms is None:
+            raise ValueError("the constraint latency form needs a target (latency_target_ms)")
+        if normal.shape != reduce.shape or normal.shape[1] != len(ops):
+            raise ValueError(f"latency matrices {tuple(normal.shape)} / {tuple(reduce.shape)} do not match "
+                             f"{len(ops)} ops")
+        self.ops, self.form, self.mode = tuple(ops), form, mode
+        self.weight, self.target_ms, self.const_ms = float(weight), target_ms, float(const_ms)
+        self.register_buffer("normal64", normal.to(torch.float64).clone(), persistent=False)
+        self.register_buffer("reduce64", reduce.to(torch.float64).clone(), persistent=False)
+        self.register_buffer("normal32", self.normal64.float(), persistent=False)
+        self.register_buffer("reduce32", self.reduce64.float(), persistent=False)
+        uniform = self.const_ms + float(self.normal64.mean(1).sum() + self.reduce64.mean(1).sum())
+        self.ref_ms = float(target_ms) if target_ms is not None else uniform
+        if form == "fbnet" and not self.ref_ms > 0:
+            raise ValueError(f"the fbnet latency form needs a positive reference latency, got {self.ref_ms} ms "
+                             "(a table of zeros?); give latency_target_ms")
+
+    # ------------------------------------------------------------------ values
+    def expected_ms(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor) -> torch.Tensor:
+        """E_ms of softmaxed weights [E, K] each (a 0-d tensor, differentiable, on their device)."""
+        if weights_normal.dtype == torch.float64:
+            ln, lr = self.normal64, self.reduce64
+        else:
+            ln, lr = self.normal32.to(weights_normal.dtype), self.reduce32.to(weights_normal.dtype)
+        return (weights_normal * ln).sum() + (weights_reduce * lr).sum() + self.const_ms
+
+    def expected_ms_of(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
+        """E_ms of raw alphas (softmax over ops; PC-DARTS's edge betas do not change which ops run)."""
+        return self.expected_ms(F.softmax(alphas_normal, dim=-1), F.softmax(alphas_reduce, dim=-1))
+
+    def loss(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
+        """The additive term of ``proxyless`` / ``constraint`` (λ included)."""
+        e = self.expected_ms_of(alphas_normal, alphas_reduce)
+        if self.form == "proxyless":
+            return self.weight * e
+        if self.form == "constraint":
+            return self.weight * torch.relu(e - self.target_ms) / self.target_ms
+        raise ValueError("the fbnet latency form multiplies the loss: use wrap_loss")
+
+    def factor(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
+        """``fbnet``'s multiplier (E_ms / ref)^λ."""
+        e = self.expected_ms_of(alphas_normal, alphas_reduce).clamp_min(1e-12)
+        return torch.pow(e / self.ref_ms, self.weight)
+
+    # ------------------------------------------------------------------ in the search
+    @property
+    def active(self) -> bool:
+        """Whether the term changes the search at all (λ > 0); λ = 0 only reports."""
+        return self.weight > 0
+
+    def penalty(self, model) -> torch.Tensor:
+        """``architecture_step``'s ``penalty=`` hook: the additive term of a SearchModel's alphas."""
+        return self.loss(model.arch.alphas_normal, model.arch.alphas_reduce)
+
+    def wrap_loss(self, loss_fn: LossFn) -> LossFn:
+        """``fbnet``: the validation loss times (E_ms / ref)^λ of the model's alphas."""
+        def latency_weighted(model, x, y):
+            return loss_fn(model, x, y) * self.factor(model.arch.alphas_normal, model.arch.alphas_reduce)
+        return latency_weighted
+
+    # ------------------------------------------------------------------ reports
+    @torch.no_grad()
+    def expected_latency_ms(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor) -> float:
+        """E_ms of softmaxed weights as a float (host side: for the history, not the step)."""
+        wn, wr = (w.detach().to("cpu", torch.float64) for w in (weights_normal, weights_reduce))
+        return float((wn * self.normal64.cpu()).sum() + (wr * self.reduce64.cpu()).sum()) + self.const_ms
+
+    def genotype_latency_ms(self, genotype: Genotype) -> float:
+        """The LUT latency of the discrete network: each node's two kept (op, input) edges in
+        every cell of its type, plus const. KeyError for an op outside the searched ones."""
+        total = self.const_ms
+        for cell, mat in ((genotype.normal, self.normal64.cpu()), (genotype.reduce, self.reduce64.cpu())):
+            if num_edges(len(cell) // 2) != mat.shape[0]:
+                raise ValueError(f"genotype has {len(cell) // 2} nodes per cell; the latency table "
+                                 f"{mat.shape[0]} edges per cell")
+            for e, (op, j) in enumerate(cell):
+                if op not in self.ops:
+                    raise KeyError(f"genotype op {op!r} is not one of the searched ops {list(self.ops)}")
+                node = e // 2
+                row = sum(2 + i for i in range(node)) + j
+                total += float(mat[row, self.ops.index(op)])
+        return total
+
+    def record(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor, genotype: Genotype) -> dict:
+        """The history fields of one epoch."""
+        out = {"expected_latency_ms": self.expected_latency_ms(weights_normal, weights_reduce),
+               "genotype_latency_ms": self.genotype_latency_ms(genotype), "latency_lut_mode": self.mode}
+        for key in ("expected_latency_ms", "genotype_latency_ms"):
+            if not math.isfinite(out[key]):
+                raise FloatingPointError(f"{key} is {out[key]}: the latency table holds a non-finite entry")
+        return out
