@@ -1,0 +1,128 @@
+"""The search's latency term (issue 18) on hand-written tables: its value and gradient against
+a hand computation in float64, each form, and the refusal of a table made for another run."""
+import math
+
+import pytest
+import torch
+
+from dartsfast.search.latency_lut import Lut, lut_key
+from dartsfast.search.latency_setup import lut_differences
+from dartsfast.search.latency_term import LatencyTerm, latency_matrices
+from dartsfast.search.positions import edge_positions
+from dartsfast.search.space import Genotype
+
+OPS = ("dsconv_3x3", "skip_connect", "none")
+DEV = "test-device"
+
+
+def tiny_lut(slow=1.0, device=DEV, dtype="float32", layout="nchw", drop=None):
+    """Every op at every position of Supernet(C=4, layers=3, 8x8); dsconv costs ``slow`` ms."""
+    entries = {}
+    for cell in edge_positions(4, 3, 8):
+        for c, h, w, s in cell.edges:
+            for op in OPS:
+                if (op, c, h, s) == drop:
+                    continue
+                ms = {"dsconv_3x3": slow * c / 4, "skip_connect": 0.01 * s, "none": 0.0}[op]
+                entries[lut_key(op, c, c, h, w, s, dtype, layout, device)] = dict(
+                    op=op, c_in=c, c_out=c, h=h, w=w, stride=s, count=1, median_s=ms / 1e3, iqr_s=0.0, n=1,
+                    measured=op != "none")
+    header = dict(device_name=device, dtype=dtype, layout=layout, mode="training", space=list(OPS))
+    return Lut(header, entries)
+
+
+def term(**kw):
+    cells = edge_positions(4, 3, 8)
+    normal, reduce, missing = latency_matrices(tiny_lut(), cells, OPS)
+    assert not missing
+    return LatencyTerm(normal, reduce, OPS, **kw), normal, reduce
+
+
+def test_matrices_sum_the_lut_over_the_cells_of_each_type():
+    _, normal, reduce = term()
+    # One normal cell (C=4, stride 1) and two reductions (C=8 and 16): edges from the two
+    # inputs are stride 2 (rows 0,1,2,3,5,6,9,10 of 14), the rest stride 1.
+    assert torch.equal(normal[:, 0], torch.full((14,), 1.0, dtype=torch.float64))
+    assert normal[:, 1].tolist() == pytest.approx([0.01] * 14)
+    stride2 = {0, 1, 2, 3, 5, 6, 9, 10}
+    assert reduce[:, 0].tolist() == pytest.approx([2.0 + 4.0] * 14)  # C=8 and C=16 cells
+    assert reduce[:, 1].tolist() == pytest.approx([0.04 if e in stride2 else 0.02 for e in range(14)])
+    assert (normal[:, 2] == 0).all() and (reduce[:, 2] == 0).all()
+
+
+def test_gradient_is_the_softmax_jacobian_by_hand():
+    t, normal, reduce = term(weight=1.0, const_ms=0.5)
+    g = torch.Generator().manual_seed(0)
+    an = torch.randn(14, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    ar = torch.randn(14, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    e = t.expected_ms_of(an, ar)
+    gn, gr = torch.autograd.grad(e, [an, ar])
+    for alpha, mat, grad in ((an, normal, gn), (ar, reduce, gr)):
+        rows = alpha.tolist()
+        for i, row in enumerate(rows):
+            z = sum(math.exp(x) for x in row)
+            p = [math.exp(x) / z for x in row]
+            mean = sum(pk * mat[i, k].item() for k, pk in enumerate(p))
+            for k in range(3):
+                assert grad[i, k].item() == pytest.approx(p[k] * (mat[i, k].item() - mean), rel=1e-12, abs=1e-15)
+    value = 0.5 + sum((torch.softmax(a, -1) * m).sum().item() for a, m in ((an, normal), (ar, reduce)))
+    assert e.item() == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize("form", ["proxyless", "constraint", "fbnet"])
+def test_each_form_value_and_gradient(form):
+    lam, target = 0.7, 5.0
+    t, _, _ = term(weight=lam, form=form, target_ms=target)
+    an = torch.randn(14, 3, dtype=torch.float64, requires_grad=True)
+    ar = torch.randn(14, 3, dtype=torch.float64, requires_grad=True)
+    e = t.expected_ms_of(an, ar)
+    (de_n, de_r) = torch.autograd.grad(e, [an, ar], retain_graph=True)
+    E = e.item()
+    if form == "fbnet":
+        ce = torch.tensor(1.3, dtype=torch.float64)
+        value = ce * t.factor(an, ar)
+        expected = 1.3 * (E / target) ** lam
+        # d/dα of CE·(E/T)^λ = CE·λ·(E/T)^λ / E · dE/dα
+        scale = 1.3 * lam * (E / target) ** lam / E
+    elif form == "proxyless":
+        value, expected, scale = t.loss(an, ar), lam * E, lam
+    else:
+        value = t.loss(an, ar)
+        expected = lam * max(E - target, 0.0) / target
+        scale = lam / target if E > target else 0.0
+    assert value.item() == pytest.approx(expected, rel=1e-12)
+    gn, gr = torch.autograd.grad(value, [an, ar])
+    torch.testing.assert_close(gn, scale * de_n, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(gr, scale * de_r, rtol=1e-10, atol=1e-14)
+
+
+def test_constraint_is_zero_below_the_target_and_needs_one():
+    t, _, _ = term(weight=1.0, form="constraint", target_ms=1e6)
+    a = torch.zeros(14, 3, dtype=torch.float64, requires_grad=True)
+    assert t.loss(a, a).item() == 0.0
+    with pytest.raises(ValueError, match="target"):
+        term(weight=1.0, form="constraint")
+
+
+def test_genotype_latency_sums_the_kept_edges():
+    t, normal, reduce = term(const_ms=0.25)
+    cell = (("dsconv_3x3", 0), ("skip_connect", 1), ("dsconv_3x3", 2), ("skip_connect", 0),
+            ("skip_connect", 3), ("dsconv_3x3", 1), ("dsconv_3x3", 4), ("skip_connect", 2))
+    g = Genotype(cell, (2, 3, 4, 5), cell, (2, 3, 4, 5))
+    rows = [0, 1, 4, 2, 8, 6, 13, 11]  # node offsets 0, 2, 5, 9 + input index
+    ks = [0 if op == "dsconv_3x3" else 1 for op, _ in cell]
+    expected = 0.25 + sum(normal[r, k].item() + reduce[r, k].item() for r, k in zip(rows, ks))
+    assert t.genotype_latency_ms(g) == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_table_for_another_run_is_refused_naming_each_difference():
+    cells = edge_positions(4, 3, 8)
+    run = dict(device_name=DEV, dtype="float32", layout="nchw", ops=OPS, cells=cells)
+    assert lut_differences(tiny_lut(), **run) == []
+    assert "device 'H100'" in lut_differences(tiny_lut(device="H100"), **run)[0]
+    assert "dtype 'bfloat16'" in lut_differences(tiny_lut(dtype="bfloat16"), **run)[0]
+    assert "layout 'channels_last'" in lut_differences(tiny_lut(layout="channels_last"), **run)[0]
+    (diff,) = lut_differences(tiny_lut(drop=("dsconv_3x3", 8, 8, 2)), **run)
+    assert "no entry for dsconv_3x3 C=8 8x8 stride 2" in diff
+    (diff,) = lut_differences(tiny_lut(), **{**run, "ops": (*OPS, "max_pool_3x3")})
+    assert "space lacks op(s) max_pool_3x3" in diff
