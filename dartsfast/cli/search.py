@@ -7,6 +7,7 @@ from dartsfast.cli._argtypes import non_negative_int, number, op_list, positive_
 from dartsfast.cli._common import add_common, common_settings
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
 from dartsfast.search.config import COMPILE_BACKENDS
+from dartsfast.search.latency_term import LATENCY_FORMS
 from dartsfast.search.recompute import MEMORY_MODES
 from dartsfast.timing import num_threads
 
@@ -41,6 +42,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="beta-decay regularisation of the alphas against collapse into parameter-free "
                         "ops (beta-DARTS), ramped 0 -> LAMBDA over the epochs (25 over 50 epochs is the "
                         "paper's code); 0 = off")
+    s.add_argument("--latency-lut", default=None, metavar="FILE|auto",
+                   help="latency lookup table (dartsfast profile --lut) whose expected latency joins the "
+                        "architecture loss; auto: build it for this device at the start, kept in OUT")
+    s.add_argument("--latency-weight", type=number, default=0.0, metavar="LAMBDA",
+                   help="weight of the latency term (0: latency only reported in history.json)")
+    s.add_argument("--latency-target", type=number, default=None, metavar="MS",
+                   help="target latency in ms (constraint: penalise only above it; fbnet: the reference)")
+    s.add_argument("--latency-form", choices=LATENCY_FORMS, default="proxyless",
+                   help="proxyless: + lambda*E[ms]; constraint: + lambda*relu(E-T)/T; fbnet: loss*(E/ref)^lambda")
+    s.add_argument("--force-latency-lut", action="store_true",
+                   help="use a table measured for another device, dtype, layout or space anyway")
     s.add_argument("--augment", action="store_true", help="on-device crop (+ flip for cifar10) during search")
     s.add_argument("--synthetic-size", type=positive_int, default=2048, help="samples of --dataset synthetic")
     s.add_argument("--out", default="runs/search", help="output directory")
@@ -56,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         **common_settings(args), ops=args.ops, order=args.order, backend=args.backend,
         train_fraction=args.train_fraction, augment=args.augment, w_lr=args.w_lr, alpha_lr=args.alpha_lr,
         warmup_epochs=args.warmup_epochs, beta_decay=args.beta_decay,
+        latency_lut=args.latency_lut, latency_weight=args.latency_weight, latency_target_ms=args.latency_target,
+        latency_form=args.latency_form, latency_force=args.force_latency_lut,
         partial_channels=args.partial_channels, edge_batching=args.edge_batching, compile=args.compile,
         cuda_graph=args.cuda_graph, memory=args.memory, synthetic_size=args.synthetic_size, out=args.out,
         resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)
