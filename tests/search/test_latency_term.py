@@ -126,3 +126,93 @@ def test_a_table_for_another_run_is_refused_naming_each_difference():
     assert "no entry for dsconv_3x3 C=8 8x8 stride 2" in diff
     (diff,) = lut_differences(tiny_lut(), **{**run, "ops": (*OPS, "max_pool_3x3")})
     assert "space lacks op(s) max_pool_3x3" in diff
+
+
+# ----------------------------------------------------------------------------- in a search
+
+def _search_lut(path, slow_op=None, device_name=None):
+    """A table of the tiny search (tests/search/test_loop.py) for this CPU; ``slow_op`` costs 100 ms."""
+    import json
+
+    from dartsfast.search.latency_lut import SCHEMA
+    from dartsfast.timing import environment_info
+    from tests.search.test_loop import CHEAP_OPS
+
+    name = device_name or environment_info("cpu")["device_name"]
+    entries = {}
+    for cell in edge_positions(4, 3, 8):
+        for c, h, w, s in cell.edges:
+            for op in CHEAP_OPS:
+                ms = 0.0 if op == "none" else (100.0 if op == slow_op else 0.1)
+                entries[lut_key(op, c, c, h, w, s, "float32", "nchw", name)] = dict(
+                    op=op, c_in=c, c_out=c, h=h, w=w, stride=s, count=1, median_s=ms / 1e3, iqr_s=0.0, n=1,
+                    measured=True)
+    header = dict(device_name=name, dtype="float32", layout="nchw", mode="inference", space=list(CHEAP_OPS))
+    path.write_text(json.dumps({"schema": SCHEMA, "header": header, "entries": entries}))
+    return str(path)
+
+
+def test_lambda_zero_is_bit_identical_and_reports_latency(tmp_path):
+    from dartsfast.search.loop import search
+    from tests.search.test_loop import tiny
+
+    plain = search(tiny(None, epochs=1))
+    lut = _search_lut(tmp_path / "lut.json")
+    with_lut = search(tiny(None, epochs=1, latency_lut=lut, latency_weight=0.0))
+    for a, b in zip(plain.model.state_dict().values(), with_lut.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert "expected_latency_ms" not in plain.history[-1]
+    rec = with_lut.history[-1]
+    assert rec["expected_latency_ms"] > 0 and rec["genotype_latency_ms"] > 0 and rec["latency_lut_mode"] == "inference"
+
+
+def test_a_large_weight_drives_the_slow_op_down(tmp_path):
+    from dartsfast.search.loop import search
+    from tests.search.test_loop import CHEAP_OPS, tiny
+
+    lut = _search_lut(tmp_path / "lut.json", slow_op="dsconv_3x3")
+    k = CHEAP_OPS.index("dsconv_3x3")
+    base = search(tiny(None, epochs=1, latency_lut=lut, alpha_lr=0.1)).history[-1]
+    pushed = search(tiny(None, epochs=1, latency_lut=lut, latency_weight=10.0, alpha_lr=0.1)).history[-1]
+    mean = [sum(row[k] for row in r["alphas_normal"]) / 14 for r in (base, pushed)]
+    assert mean[1] < mean[0] - 0.05
+    assert pushed["expected_latency_ms"] < base["expected_latency_ms"]
+
+
+def test_a_table_for_another_device_is_refused_and_forced(tmp_path):
+    from dartsfast.search.loop import search
+    from tests.search.test_loop import tiny
+
+    lut = _search_lut(tmp_path / "lut.json", device_name="NVIDIA H100")
+    with pytest.raises(ValueError, match="device 'NVIDIA H100'"):
+        search(tiny(None, epochs=1, latency_lut=lut))
+    with pytest.warns(UserWarning, match="used anyway"):
+        search(tiny(None, epochs=1, latency_lut=lut, latency_force=True))
+
+
+def test_auto_builds_once_and_resume_reuses_it(tmp_path, monkeypatch):
+    import json
+
+    from dartsfast.search import latency_setup
+    from dartsfast.search.loop import search
+    from tests.search.test_loop import tiny
+
+    monkeypatch.setattr(latency_setup, "AUTO_WARMUP", 0)
+    monkeypatch.setattr(latency_setup, "AUTO_REPEATS", 1)
+    real, calls = latency_setup.build_latency_lut, []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(latency_setup, "build_latency_lut", counting)
+    def stop(epoch, record):  # a search killed after its first epoch
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search(tiny(tmp_path, epochs=2, latency_lut="auto"), on_epoch_end=stop)
+    assert len(calls) == 1
+    saved = json.loads((tmp_path / latency_setup.AUTO_FILE).read_text())
+    assert saved["header"]["space"] == list(tiny(None).ops) and saved["header"]["repeats"] == 1
+    history = search(tiny(tmp_path, epochs=2, latency_lut="auto", resume=True)).history
+    assert len(calls) == 1 and "expected_latency_ms" in history[-1]
