@@ -216,3 +216,17 @@ def test_auto_builds_once_and_resume_reuses_it(tmp_path, monkeypatch):
     assert saved["header"]["space"] == list(tiny(None).ops) and saved["header"]["repeats"] == 1
     history = search(tiny(tmp_path, epochs=2, latency_lut="auto", resume=True)).history
     assert len(calls) == 1 and "expected_latency_ms" in history[-1]
+
+
+@pytest.mark.parametrize("form, order", [("fbnet", 1), ("fbnet", 2), ("constraint", 1)])
+def test_other_forms_push_the_slow_op_down_in_a_search(tmp_path, form, order):
+    from dartsfast.search.loop import search
+    from tests.search.test_loop import CHEAP_OPS, tiny
+
+    lut = _search_lut(tmp_path / "lut.json", slow_op="dsconv_3x3")
+    k = CHEAP_OPS.index("dsconv_3x3")
+    common = dict(epochs=1, latency_lut=lut, alpha_lr=0.1, order=order, latency_form=form, latency_target_ms=1.0)
+    base = search(tiny(None, **common)).history[-1]
+    pushed = search(tiny(None, **{**common, "latency_weight": 5.0})).history[-1]
+    mean = [sum(row[k] for row in r["alphas_normal"]) / 14 for r in (base, pushed)]
+    assert mean[1] < mean[0] - 0.05
