@@ -270,7 +270,8 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
     ``peak_memory_bytes`` (the epoch's peak: CUDA max_memory_allocated, or the CPU
     process's peak resident set), ``data_wait_s`` (host seconds the steps waited for
     batches: decoding on the streamed path, the gather on the resident one),
-    ``skipped_images`` (an image folder's unreadable or undecodable images so far).
+    ``skipped_images`` (an image folder's unreadable or undecodable images so far); with
+    ``latency_lut`` also ``expected_latency_ms``, ``genotype_latency_ms``, ``latency_lut_mode``.
 
     ``dataset``: a preloaded :class:`~dartsfast.data.ImageDataset` instead of loading
     ``config.dataset``. ``on_epoch_end(epoch, record)`` runs after each epoch's files

@@ -230,3 +230,16 @@ def test_other_forms_push_the_slow_op_down_in_a_search(tmp_path, form, order):
     pushed = search(tiny(None, **{**common, "latency_weight": 5.0})).history[-1]
     mean = [sum(row[k] for row in r["alphas_normal"]) / 14 for r in (base, pushed)]
     assert mean[1] < mean[0] - 0.05
+
+
+def test_latency_and_beta_decay_penalties_add_up():
+    from dartsfast.search.regularizers import sum_penalties
+
+    def one(m):
+        return torch.tensor(2.0)
+
+    def two(m):
+        return torch.tensor(3.0)
+
+    assert sum_penalties(None, None) is None and sum_penalties(one, None) is one
+    assert sum_penalties(one, two)(None).item() == 5.0
