@@ -54,10 +54,17 @@ def merge_runs(docs: list[dict]) -> dict:
     classes = {d.get("device_class") for d in docs}
     if len(classes) != 1:
         raise ValueError(f"runs come from different device classes: {sorted(map(str, classes))}")
+    suites = sorted({str(d.get("suite")) for d in docs if d.get("suite")})
+    if len(suites) > 1:
+        raise ValueError(f"runs come from different suites: {suites}")
     planted = [d.get("planted") for d in docs if d.get("planted")]
     planted += [r["name"] for d in docs for r in d["records"] if r.get("planted_slowdown")]
     if planted:
         raise ValueError(f"a run has a planted slowdown ({planted[0]}); a baseline must time the real code")
+    empty = [i + 1 for i, d in enumerate(docs) if not d.get("records")]
+    if empty:
+        raise ValueError(f"run(s) {', '.join(map(str, empty))} of {len(docs)} have no records; "
+                         f"a baseline of nothing would let every benchmark pass")
     by_key: dict = defaultdict(list)
     for d in docs:
         for rec in d["records"]:
@@ -80,6 +87,8 @@ def merge_runs(docs: list[dict]) -> dict:
             vals = [r[field] for r in ok if r.get(field) is not None]
             rec[field] = statistics.median(vals) if vals else None
         records.append(rec)
+    if not any(r.get("status") == "ok" for r in records):
+        raise ValueError("no benchmark was measured in any run (all errored or were skipped); no baseline written")
     out = {k: v for k, v in docs[0].items() if k != "records"}
     out.update(records=records, baseline={"runs": len(docs), "commits": sorted({
         d.get("environment", {}).get("git_commit", "") for d in docs})})

@@ -51,6 +51,7 @@ BOOTSTRAP = 200
 # 10% quantiles of χ² with 1..10 degrees of freedom (upper confidence bound of an sd).
 _CHI2_10 = (0.01579, 0.2107, 0.5844, 1.064, 1.610, 2.204, 2.833, 3.490, 4.168, 4.865)
 FAILING = ("regression",)
+COMPARED = ("ok", "regression", "improvement")  # verdicts that mean a benchmark was judged
 
 
 def calibrated_ratio(bench, unit, q: float = RATIO_QUANTILE, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
@@ -247,3 +248,30 @@ def summary(rows: list[Row]) -> str:
         counts[r.verdict] += 1
     parts = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     return ("REGRESSION: " if has_regression(rows) else "no significant regression: ") + parts
+
+
+def gate_problems(base_doc: dict, new_doc: dict, rows: list[Row], *, allow_missing: bool = False,
+                  allow_errors: bool = False, allow_incomparable: bool = False) -> list[str]:
+    """Why the gate cannot pass on these documents (empty: it may). The gate never passes on
+    nothing: a NEW without records, a base of another suite, benchmarks missing from NEW,
+    erroring or skipped, or not comparable fail (exit 2) unless explicitly allowed; a
+    comparison in which no benchmark was judged at all always fails."""
+    problems = []
+    for side, doc in (("base", base_doc), ("new", new_doc)):
+        if not doc.get("records"):
+            problems.append(f"{side} has no records (a `bench run` that measured nothing?)")
+    suites = (base_doc.get("suite"), new_doc.get("suite"))
+    if None not in suites and suites[0] != suites[1] and not allow_incomparable:
+        problems.append(f"base is suite {suites[0]!r}, new is suite {suites[1]!r}")
+
+    def names(verdicts):
+        return ", ".join(f"{r.label}{' (' + r.note + ')' if r.note else ''}" for r in rows if r.verdict in verdicts)
+
+    for verdicts, allowed, what in ((("missing",), allow_missing, "missing from new (--allow-missing)"),
+                                    (("error", "skipped"), allow_errors, "not measured (--allow-errors)"),
+                                    (("not comparable",), allow_incomparable, "not comparable (--allow-incomparable)")):
+        if not allowed and any(r.verdict in verdicts for r in rows):
+            problems.append(f"{what}: {names(verdicts)}")
+    if not any(r.verdict in COMPARED for r in rows):
+        problems.append("no benchmark was compared: nothing in new has a comparable measurement in base")
+    return problems

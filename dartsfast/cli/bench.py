@@ -63,8 +63,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("new", type=Path, help="result file of `bench run`")
     c.add_argument("--max-regression", type=fraction, default=bench_stats.DEFAULT_MAX_REGRESSION,
                    help="smallest slowdown that fails (fraction; default 0.10); noisier benchmarks need more")
-    c.add_argument("--require-baseline", action="store_true",
-                   help="with a BASE directory: fail (exit 2) if it has no baseline for NEW's device class")
+    c.add_argument("--allow-no-baseline", action="store_true",
+                   help="with a BASE directory that has no baseline for NEW's device class: say so and pass "
+                        "(default: exit 2, the gate never passes on nothing)")
+    c.add_argument("--require-baseline", action="store_true", help=argparse.SUPPRESS)  # the default since issue 19
+    _add_allow_options(c)
     c.add_argument("--json", type=Path, default=None, help="also write the verdicts as JSON")
     c.set_defaults(handler=_compare)
 
@@ -85,6 +88,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     h.set_defaults(handler=_history)
     bench_ops.add_subparser(sub)
     return p
+
+
+def _add_allow_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-missing", action="store_true",
+                   help="pass although benchmarks of BASE are missing from NEW (default: exit 2 naming them)")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="pass although benchmarks errored or were skipped (default: exit 2 naming them)")
+    p.add_argument("--allow-incomparable", action="store_true",
+                   help="pass although BASE is another suite or benchmarks are not comparable (default: exit 2)")
+
+
+def _allowed(args) -> dict:
+    return dict(allow_missing=args.allow_missing, allow_errors=args.allow_errors,
+                allow_incomparable=args.allow_incomparable)
 
 
 def _suite_run(args, log=print) -> dict:
@@ -133,9 +150,10 @@ def _compare(args) -> int:
         if not base_path.exists():
             message = (f"no baseline for device class {base_path.stem} in {args.base} "
                        f"(make one with `dartsfast bench update-baseline`)")
-            if args.require_baseline:
-                raise FileNotFoundError(message)
-            print(f"bench compare: {message}; nothing compared")
+            if not args.allow_no_baseline:
+                raise FileNotFoundError(message + "; --allow-no-baseline passes without one, "
+                                        "`dartsfast bench ab` needs none")
+            print(f"bench compare: {message}; nothing compared (--allow-no-baseline)")
             return 0
     base = load_document(base_path, kind="bench")
     rows = bench_stats.compare(base, new, args.max_regression)
@@ -143,13 +161,16 @@ def _compare(args) -> int:
           f"ratio; threshold = max({args.max_regression:g}, {bench_stats.K_SIGMA:g} × noise)\n")
     print(bench_stats.format_table(rows))
     print("\n" + bench_stats.summary(rows))
+    problems = bench_stats.gate_problems(base, new, rows, **_allowed(args))
+    for line in problems:
+        print(f"bench compare: CANNOT PASS: {line}", file=sys.stderr)
     if args.json is not None:
         write_json(str(args.json), {"base": str(base_path), "new": str(args.new), "max_regression": args.max_regression,
-                                    "regression": bench_stats.has_regression(rows),
+                                    "regression": bench_stats.has_regression(rows), "problems": problems,
                                     "rows": [{"benchmark": r.label, "device_class": r.device_class,
                                               "verdict": r.verdict, "base": r.base, "new": r.new, "change": r.change,
                                               "threshold": r.threshold, "kind": r.kind, "note": r.note} for r in rows]})
-    return 1 if bench_stats.has_regression(rows) else 0
+    return 2 if problems else 1 if bench_stats.has_regression(rows) else 0
 
 
 def _fresh_runs(args) -> list[dict]:

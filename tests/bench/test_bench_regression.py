@@ -113,12 +113,13 @@ def test_update_baseline_from_files_and_compare_against_the_directory(base_run, 
     assert baseline["baseline"]["runs"] == 2 and baseline["records"][0]["ratio"]["run_rel_sd"] == 0
     assert main(["bench", "compare", str(tmp_path / "bl"), str(base_run)]) == 0
     assert "no significant regression: 2 ok" in capsys.readouterr().out
-    # no baseline for this device class: said, and passes (CI on a new machine type)
+    # no baseline for this device class: the gate never passes on nothing (issue 19) unless allowed
     assert main(["bench", "compare", str(tmp_path / "empty"), str(base_run)]) == EXIT_USAGE  # not a directory
     (tmp_path / "empty").mkdir()
-    assert main(["bench", "compare", str(tmp_path / "empty"), str(base_run)]) == 0
+    assert main(["bench", "compare", str(tmp_path / "empty"), str(base_run)]) == EXIT_USAGE
+    assert f"no baseline for device class {cls}" in capsys.readouterr().err
+    assert main(["bench", "compare", str(tmp_path / "empty"), str(base_run), "--allow-no-baseline"]) == 0
     assert f"no baseline for device class {cls}" in capsys.readouterr().out
-    assert main(["bench", "compare", str(tmp_path / "empty"), str(base_run), "--require-baseline"]) == EXIT_USAGE
 
 
 def test_update_baseline_refuses_a_planted_run(base_run, tmp_path, capsys):
