@@ -12,13 +12,21 @@ File (JSON)::
 
     {"schema": "dartsfast.lut/1",
      "header": {device_name, device_type, dtype, layout, mode, batch, torch, triton, cuda,
-                driver, git_commit, date, space, channels, layers, image_size, warmup, repeats},
+                driver, git_commit, date, space, channels, layers, image_size, warmup, repeats,
+                constant_s, constant_iqr_s, in_channels, num_classes},
      "entries": {"op|C_in|C_out|H|W|stride|dtype|layout|device":
                  {op, c_in, c_out, h, w, stride, count, median_s, iqr_s, n, measured}}}
 
 Ops run as the search builds them (``build_op(name, C, stride, affine=False)``; MBConv's
 middle fused when possible, under the current backend). ``none`` is never run by a MixedOp,
 so its entries hold 0 s with ``measured: false``.
+
+``constant_s`` is what a whole discrete network runs besides its ops (stem, the cells'
+preprocessing, node sums, concatenations, pooling, classifier), timed in the same mode on
+the network with every op a free placeholder (:mod:`dartsfast.search.latency_constant`), for
+``in_channels`` input channels and ``num_classes`` classes (the search passes its dataset's;
+``dartsfast profile --lut`` measures 3 and 10). A network's prediction is ``constant_s``
+plus its ops' entries. Tables without it (older files) count it as 0.
 
 It lives in the search layer because the search reads it (its latency term); ``dartsfast
 profile --lut`` builds it through :mod:`dartsfast.profiling.lut`, which re-exports this.
@@ -33,6 +41,7 @@ from typing import Sequence
 import torch
 
 from dartsfast._io import write_json
+from dartsfast.search.latency_constant import skeleton_network
 from dartsfast.search.positions import cell_positions
 from dartsfast.search.space import build_op, check_op_names
 from dartsfast.timing import environment_info, time_fn
@@ -75,10 +84,11 @@ class Lut:
 def build_lut(ops: Sequence[str], *, channels: int = 16, layers: int = 8, image_size: int = 28,
               device="cpu", dtype: str = "float32", layout: str = "nchw", mode: str = "inference",
               batch: int = 1, warmup: int = 3, repeats: int = 20, partial_channels: int = 1,
-              progress: bool = False) -> Lut:
+              in_channels: int = 3, num_classes: int = 10, progress: bool = False) -> Lut:
     """Time every op of ``ops`` at every cell position of a Supernet(channels, layers) fed
-    ``image_size``² images. ``mode`` "inference" (forward, eval BN) or "training" (forward
-    + backward of a random output gradient)."""
+    ``image_size``² images, and the network's constant part (``constant_s``, for
+    ``in_channels`` × ``num_classes``). ``mode`` "inference" (forward, eval BN) or "training"
+    (forward + backward of a random output gradient)."""
     from tqdm.auto import tqdm  # heavy optional dependency: only a LUT build draws a bar
 
     ops = check_op_names(ops)
@@ -99,20 +109,30 @@ def build_lut(ops: Sequence[str], *, channels: int = 16, layers: int = 8, image_
         entry = dict(op=op, c_in=c, c_out=c, h=h, w=w, stride=stride, count=count,
                      median_s=0.0, iqr_s=0.0, n=0, measured=False)
         if op != NONE:
-            stats = time_fn(_op_step(build_op(op, c, stride, affine=False), c, h, w, batch, device,
+            stats = time_fn(timed_call(build_op(op, c, stride, affine=False), c, h, w, batch, device,
                                      DTYPES[dtype], fmt, mode),
                             warmup=warmup, repeats=repeats, device=device)
             entry.update(median_s=stats.median, iqr_s=stats.iqr, n=stats.n, measured=True)
         entries[key] = entry
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        skeleton = skeleton_network(channels, layers, in_channels, num_classes)
+    # The whole network's constant: one call per repeat like an op, but 5x the repeats
+    # (it is a single number every prediction includes).
+    const = time_fn(timed_call(skeleton, in_channels, image_size, image_size, batch, device, DTYPES[dtype], fmt, mode),
+                    warmup=warmup, repeats=5 * repeats, device=device)
     header = {k: env.get(k, "") for k in ("device_name", "device_type", "torch", "triton", "cuda", "driver",
                                          "git_commit", "date")}
     header.update(dtype=dtype, layout=layout, mode=mode, batch=batch, space=list(ops), channels=channels,
                   layers=layers, image_size=image_size, partial_channels=partial_channels,
-                  warmup=warmup, repeats=repeats)
+                  warmup=warmup, repeats=repeats, constant_s=const.median, constant_iqr_s=const.iqr,
+                  in_channels=in_channels, num_classes=num_classes)
     return Lut(header, entries)
 
 
-def _op_step(module, c, h, w, batch, device, dtype, fmt, mode):
+def timed_call(module, c, h, w, batch, device, dtype, fmt, mode):
+    """What the table times for ``module`` fed [batch, c, h, w] (seeded random input): in
+    "inference" one forward under no_grad in eval mode, in "training" forward + backward of
+    a random output gradient. Also the measurement of a whole network against the table."""
     torch.manual_seed(0)
     module = module.to(device=device, dtype=dtype).to(memory_format=fmt)
     x = torch.randn(batch, c, h, w, device=device, dtype=dtype).contiguous(memory_format=fmt)

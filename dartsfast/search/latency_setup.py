@@ -10,7 +10,10 @@ accepted either way; the history records which.
 ``auto`` times every op at every position on this device, in this run's dtype and
 layout, in inference mode at batch 1 (the deployed network's latency), and keeps it as
 ``OUT/latency_lut.json``; a run (``--resume`` or a fresh start) that finds a matching table
-there reuses it instead of rebuilding, so a resumed search reads the same latencies.
+there reuses it instead of rebuilding, so a resumed search reads the same latencies. The
+table also holds the network's constant part (stem, preprocessing, classifier:
+:mod:`dartsfast.search.latency_constant`) for the dataset's input channels and classes; a
+cached table without it, or measured for other ones, is rebuilt.
 """
 from __future__ import annotations
 
@@ -77,8 +80,13 @@ def _check(lut: Lut, source: str, force: bool, **run) -> Lut:
     return lut
 
 
-def _auto_lut(config: SearchConfig, device: torch.device, ctx, run: dict, image_size: int) -> Lut:
+def _auto_lut(config: SearchConfig, device: torch.device, ctx, run: dict, image_size: int, in_channels: int,
+              num_classes: int) -> Lut:
     path = None if config.out is None else os.path.join(config.out, AUTO_FILE)
+    shape = dict(in_channels=in_channels, num_classes=num_classes)
+
+    def build(progress: bool = False) -> Lut:
+        return build_latency_lut(config, device, run["dtype"], run["layout"], image_size, progress, **shape)
 
     def cached() -> Optional[Lut]:
         if path is None or not os.path.exists(path):
@@ -87,40 +95,44 @@ def _auto_lut(config: SearchConfig, device: torch.device, ctx, run: dict, image_
             lut = load_lut(path)
         except ValueError:
             return None  # unreadable: rebuilt below, and replaced
-        return lut if not lut_differences(lut, **run) else None
+        same_constant = "constant_s" in lut.header and all(lut.header.get(k) == v for k, v in shape.items())
+        return lut if same_constant and not lut_differences(lut, **run) else None
 
     lut = cached() if ctx.is_main else None
     if lut is None and ctx.is_main:
-        lut = build_latency_lut(config, device, run["dtype"], run["layout"], image_size, config.progress)
+        lut = build(config.progress)
         if path is not None:
             save_lut(path, lut)
     distributed.barrier(ctx)
     if not ctx.is_main:  # the main rank's table when it saved one; the term is broadcast anyway
-        lut = cached() or build_latency_lut(config, device, run["dtype"], run["layout"], image_size)
+        lut = cached() or build()
     return lut
 
 
 def build_latency_lut(config: SearchConfig, device: torch.device, dtype: str, layout: str, image_size: int,
-                      progress: bool = False) -> Lut:
-    """The ``auto`` table of this search's space and geometry; leaves the RNG as it was."""
+                      progress: bool = False, *, in_channels: int = 3, num_classes: int = 10) -> Lut:
+    """The ``auto`` table of this search's space and geometry (the constant for ``in_channels``
+    × ``num_classes``); leaves the RNG as it was."""
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return build_lut([op for op in config.ops], channels=config.channels, layers=config.layers,
                          image_size=image_size, device=device, dtype=dtype, layout=layout, mode=AUTO_MODE,
                          batch=AUTO_BATCH, warmup=AUTO_WARMUP, repeats=AUTO_REPEATS,
-                         partial_channels=config.partial_channels, progress=progress)
+                         partial_channels=config.partial_channels, in_channels=in_channels,
+                         num_classes=num_classes, progress=progress)
 
 
 def latency_term_for(config: SearchConfig, device: torch.device, channels_last: bool, image_size: int,
-                     ctx) -> Optional[LatencyTerm]:
-    """The run's LatencyTerm on ``device`` (None without ``latency_lut``); refuses a mismatched table."""
+                     ctx, in_channels: int = 3, num_classes: int = 10) -> Optional[LatencyTerm]:
+    """The run's LatencyTerm on ``device`` (None without ``latency_lut``); refuses a mismatched table.
+    ``in_channels``, ``num_classes``: the dataset's, for the constant of an ``auto`` table."""
     if config.latency_lut is None:
         return None
     cells = edge_positions(config.channels, config.layers, image_size, config.partial_channels)
     run = dict(device_name=environment_info(device)["device_name"], dtype=AMP_DTYPES[config.amp],
                layout=run_layout(channels_last), ops=config.ops, cells=cells)
     if config.latency_lut == AUTO:
-        lut = _auto_lut(config, device, ctx, run, image_size)
+        lut = _auto_lut(config, device, ctx, run, image_size, in_channels, num_classes)
     else:
         lut = load_lut(config.latency_lut)
     lut = _check(lut, config.latency_lut, config.latency_force, **run)
@@ -134,4 +146,5 @@ def latency_term_for(config: SearchConfig, device: torch.device, channels_last: 
         normal, reduce, const = both[:n].view_as(normal), both[n:2 * n].view_as(reduce), both[2 * n:]
     term = LatencyTerm(normal, reduce, config.ops, const_ms=float(const[0]), weight=config.latency_weight,
                        form=config.latency_form, target_ms=config.latency_target_ms, mode=lut.header["mode"])
+    term.header = dict(lut.header)
     return term.to(device)

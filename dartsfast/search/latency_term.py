@@ -8,10 +8,13 @@ its softmaxed alphas p = softmax(α) is linear in p (ProxylessNAS, Cai et al. 20
 where L_type[e, k] is the LUT latency (ms) of op k at edge e's real position (C, H, W,
 stride) summed over all the cells of that type, and 'none' costs 0. Its gradient is
 ∂E/∂α_ek = p_ek·(L_ek − Σ_j p_ej·L_ej): an op slower than its edge's current mixture is
-pushed down. ``const`` is the stem, the cells' preprocessing and the classifier: the
-table's header ``constant_s`` when it has one; ``build_lut`` does not measure them yet
-(phase 1), so it is 0 there and E_ms is the cells' ops alone. It shifts E, not its
-gradient, except through ``constraint``'s threshold and ``fbnet``'s ratio.
+pushed down. ``const`` is the stem, the cells' preprocessing, node sums and the
+classifier: the table's header ``constant_s``, which ``build_lut`` measures on the network
+with free placeholder ops (:mod:`dartsfast.search.latency_constant`); 0 for a table
+without it. It shifts E, not its gradient, except through ``constraint``'s threshold and
+``fbnet``'s ratio. ``genotype_latency_ms`` is then the table's prediction for the whole
+discrete network, which the end of a search compares with a measurement
+(:mod:`dartsfast.evaluation.search_latency`).
 
 Forms (``latency_form``), λ = ``latency_weight``, T = ``latency_target_ms``:
 
@@ -92,6 +95,7 @@ class LatencyTerm(nn.Module):
             raise ValueError(f"latency matrices {tuple(normal.shape)} / {tuple(reduce.shape)} do not match "
                              f"{len(ops)} ops")
         self.ops, self.form, self.mode = tuple(ops), form, mode
+        self.header: dict = {}  # the table's header (latency_term_for fills it): dtype, layout, batch...
         self.weight, self.target_ms, self.const_ms = float(weight), target_ms, float(const_ms)
         self.register_buffer("normal64", normal.to(torch.float64).clone(), persistent=False)
         self.register_buffer("reduce64", reduce.to(torch.float64).clone(), persistent=False)
