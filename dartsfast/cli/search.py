@@ -1,10 +1,14 @@
-"""``dartsfast search``: DARTS search; writes genotype.json, history.json, plots, checkpoint.pt."""
+"""``dartsfast search``: DARTS search; writes genotype.json, history.json, plots, checkpoint.pt
+(and, with a latency table, latency.json: the found network's measured latency beside the
+table's prediction, :mod:`dartsfast.evaluation.search_latency`)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from dartsfast.cli._argtypes import non_negative_int, number, op_list, positive_int
 from dartsfast.cli._common import add_common, common_settings
+from dartsfast.evaluation.search_latency import LATENCY_FILE, final_latency, write_final_latency
 from dartsfast.search import DEFAULT_OPS, SearchConfig, available_ops, search
 from dartsfast.search.config import COMPILE_BACKENDS
 from dartsfast.search.latency_term import LATENCY_FORMS
@@ -53,6 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="proxyless: + lambda*E[ms]; constraint: + lambda*relu(E-T)/T; fbnet: loss*(E/ref)^lambda")
     s.add_argument("--force-latency-lut", action="store_true",
                    help="use a table measured for another device, dtype, layout or space anyway")
+    s.add_argument("--final-latency", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"with --latency-lut: time the found network at the end, beside the table's prediction, "
+                        f"into OUT/{LATENCY_FILE} (default on)")
     s.add_argument("--augment", action="store_true", help="on-device crop (+ flip for cifar10) during search")
     s.add_argument("--synthetic-size", type=positive_int, default=2048, help="samples of --dataset synthetic")
     s.add_argument("--out", default="runs/search", help="output directory")
@@ -80,4 +87,10 @@ def run(args: argparse.Namespace) -> int:
     print(result.genotype.to_json())
     print(f"search: {len(result.history)} epochs, final val acc {last['val_acc']:.4f}, "
           f"{last['images_per_s']:.0f} img/s")
+    if result.latency is not None and args.final_latency and int(os.environ.get("RANK", "0")) == 0:
+        with num_threads(args.threads):  # the threads the table was measured with
+            record = final_latency(result)
+        path = write_final_latency(args.out, record)
+        print(f"latency ({path}): measured {record['measured_ms']:.3f} ms, predicted {record['predicted_ms']:.3f} ms "
+              f"(constant {record['constant_ms']:.3f} ms), measured/predicted {record['ratio']:.3f}")
     return 0

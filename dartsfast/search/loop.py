@@ -39,6 +39,7 @@ from dartsfast.search.config import SearchConfig
 from dartsfast.search.data_setup import build_search_data
 from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
 from dartsfast.search.latency_setup import latency_term_for
+from dartsfast.search.latency_term import LatencyTerm
 from dartsfast.search.memory import check_search_fits
 from dartsfast.search.outputs import resume_state, write_epoch_files
 from dartsfast.search.regularizers import beta_decay_loss, beta_decay_weight, sum_penalties
@@ -61,6 +62,10 @@ class SearchResult:
     config: SearchConfig
     out: Optional[str] = None
     start_epoch: int = 0  # epochs already done when this call began (> 0 after a resume)
+    # For the end-of-search latency measurement (evaluation.search_latency); None without a table:
+    latency: Optional[LatencyTerm] = None
+    input_shape: tuple = (3, 32, 32)  # one image (C, H, W) of the searched data
+    num_classes: int = 10
 
 
 class SearchRun:
@@ -114,7 +119,8 @@ class SearchRun:
         self.beta_weight = torch.zeros((), device=device)
         # The latency table's term (issue 18; None without one): additive forms join the
         # penalty, fbnet multiplies the validation loss. λ = 0 only reports, changing no bit.
-        self.latency = latency_term_for(config, device, self.channels_last, self.image_size, ctx)
+        self.latency = latency_term_for(config, device, self.channels_last, self.image_size, ctx,
+                                        self.in_channels, self.num_classes)
         active = self.latency is not None and self.latency.active
         self.penalty = sum_penalties(self._beta_decay if config.beta_decay > 0 else None,
                                      self.latency.penalty if active and config.latency_form != "fbnet" else None)
@@ -390,4 +396,5 @@ def _run_epochs(config: SearchConfig, device: torch.device, ctx: distributed.Dis
     if config.out is not None and ctx.is_main and config.plots and run.history:
         viz.plot_search(run.history, config.ops, config.out)
     return SearchResult(genotype=genotype, history=run.history, model=run.model, config=config,
-                        out=config.out, start_epoch=start_epoch)
+                        out=config.out, start_epoch=start_epoch, latency=run.latency,
+                        input_shape=(run.in_channels, run.image_size, run.image_size), num_classes=run.num_classes)
