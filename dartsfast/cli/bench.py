@@ -5,6 +5,8 @@
     dartsfast bench update-baseline [RUN.json ...]  # default: 8 quick runs → benchmarks/baselines/<class>.json
     dartsfast bench history --name weighted_sum/forward --out ws.png
     dartsfast bench ops [--check]                   # exact op/sync counts of a search step (dartsfast.cli.bench_ops)
+    dartsfast bench ab --base origin/main           # base vs head side by side (dartsfast.cli.bench_ab)
+    dartsfast bench accept --reason TEXT            # move the CI gate's base commit forward
 
 Exit status: 0 fine; 1 a significant regression (compare) or a benchmark that failed to run
 (run, update-baseline); 2 bad input (missing or malformed file, unknown benchmark, ...),
@@ -26,7 +28,7 @@ from dartsfast.bench import stats as bench_stats
 from dartsfast.bench.baselines import BASELINE_RUNS, DEFAULT_BASELINES, baseline_file, merge_runs
 from dartsfast.bench.history import DEFAULT_HISTORY, append_history, plot_history, read_history
 from dartsfast.bench.runner import ROUNDS, run_suite
-from dartsfast.cli import bench_ops
+from dartsfast.cli import bench_ab, bench_ops
 from dartsfast.cli._argtypes import fraction, name_list, positive_float, positive_int
 from dartsfast.records import load_document, write_document
 from dartsfast.rundir import check_output_file
@@ -87,6 +89,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     h.add_argument("--device-class", default=None, help="only this device class (default: all, one line each)")
     h.set_defaults(handler=_history)
     bench_ops.add_subparser(sub)
+    bench_ab.add_subparsers(sub)
     return p
 
 

@@ -1,0 +1,112 @@
+"""Verdicts of ``dartsfast bench ab``: base and head timed side by side in one job.
+
+Each process of the A/B run (``bench run`` of one tree) gives one number per benchmark,
+its calibrated ratio (:mod:`dartsfast.bench.runner`). Processes alternate base and head
+(A B B A per round), so the machine's drift falls on both alike, and the spread of the
+values *between processes of one side* is the noise the verdict needs — measured in the
+same job, on the same machine, under the same load, with no stored baseline.
+
+For one benchmark with base values b₁…bₙ and head values h₁…hₘ (logs):
+
+    change    = exp(median(ln h) − median(ln b)) − 1
+    spread    = pooled sd of ln b and ln h around their own means (df = n + m − 2)
+    spread⁺   = its 90% upper confidence bound: spread · sqrt(df / χ²₀.₁₀(df))
+    se        = spread⁺ · sqrt(π/2) · sqrt(1/n + 1/m)      (median of each side)
+    threshold = max(min_effect, K · se),  K = 4
+
+A regression is ``ln(1 + change) > ln(1 + threshold)``: slower than the smallest slowdown
+this benchmark can reliably show in this run, and than ``min_effect`` (default 5%: a
+change smaller than that is not worth failing a pull request on, and processes differ by
+a percent or two in memory layout). The medians make one process hit by a burst of
+load (a 15–30% slow process happens on a shared runner) move the change little, while
+the spread it inflates widens the threshold: such a run errs towards passing. The 95%
+interval of the change shown in the report is a bootstrap (scipy.stats.bootstrap) over
+the processes; it is information, the verdict uses the threshold.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+K_SIGMA = 4.0
+DEFAULT_MIN_EFFECT = 0.05
+UPPER_CONFIDENCE = 0.90  # of the spread
+COMPARED = ("ok", "regression", "improvement")
+
+
+@dataclasses.dataclass
+class Judgement:
+    verdict: str  # "ok" | "regression" | "improvement"
+    change: float  # head / base − 1 (medians)
+    threshold: float
+    spread: float  # pooled sd of the logs (relative, between processes)
+    ci: tuple[float, float] | None  # 95% bootstrap interval of the change, None when too few
+    n_base: int
+    n_head: int
+    base: float  # median base value
+    head: float
+
+
+def spread_upper(sd: float, df: int, confidence: float = UPPER_CONFIDENCE) -> float:
+    """Upper ``confidence`` bound of a standard deviation estimated with ``df`` degrees of freedom."""
+    if df < 1:
+        return math.inf
+    return sd * math.sqrt(df / sps.chi2.ppf(1 - confidence, df))
+
+
+def judge(base, head, *, min_effect: float = DEFAULT_MIN_EFFECT, k: float = K_SIGMA,
+          bootstrap: bool = True, seed: int = 0) -> Judgement:
+    """The verdict for one benchmark from its per-process values of each side (module docstring)."""
+    b = np.log(np.asarray(base, dtype=np.float64))
+    h = np.log(np.asarray(head, dtype=np.float64))
+    if b.size < 2 or h.size < 2:
+        raise ValueError(f"need ≥ 2 processes per side to measure the spread, got {b.size} base and {h.size} head")
+    if not (np.isfinite(b).all() and np.isfinite(h).all()):
+        raise ValueError("values must be finite and > 0")
+    df = b.size + h.size - 2
+    sd = math.sqrt((b.var(ddof=1) * (b.size - 1) + h.var(ddof=1) * (h.size - 1)) / df)
+    se = spread_upper(sd, df) * math.sqrt(math.pi / 2) * math.sqrt(1 / b.size + 1 / h.size)
+    log_change = float(np.median(h) - np.median(b))
+    log_thr = max(math.log1p(min_effect), k * se)
+    verdict = "regression" if log_change > log_thr else "improvement" if log_change < -log_thr else "ok"
+    ci = None
+    if bootstrap and b.size >= 3 and h.size >= 3:
+        res = sps.bootstrap((h, b), lambda x, y, axis=-1: np.median(x, axis=axis) - np.median(y, axis=axis),
+                            n_resamples=999, confidence_level=0.95, method="percentile",
+                            rng=np.random.default_rng(seed))
+        ci = (math.expm1(res.confidence_interval.low), math.expm1(res.confidence_interval.high))
+    return Judgement(verdict, math.expm1(log_change), math.expm1(log_thr), sd, ci, int(b.size), int(h.size),
+                     float(np.exp(np.median(b))), float(np.exp(np.median(h))))
+
+
+def format_markdown(report: dict) -> str:
+    """The report as Markdown: what was compared, one row per benchmark, the problems, the outcome."""
+    base, head = report["base"], report["head"]
+    dirty = " + uncommitted" if head.get("dirty") else ""
+    lines = [f"## dartsfast bench ab: {head['ref']} ({head['commit'][:12]}{dirty})"
+             f" vs {base['ref']} ({base['commit'][:12]})", "",
+             f"Suite {report['suite']}, {report['rounds']} round(s) of A B B A ({report['processes']} processes), "
+             f"device class {report.get('device_class', '?')}, {report['seconds']:.0f} s. change = head / base − 1 "
+             f"of the medians of each side's calibrated ratios; threshold = max({100 * report['min_effect']:g}%, "
+             f"{report['k_sigma']:g} × standard error from the spread between processes).", "",
+             "| benchmark | base | head | change | 95% interval | threshold | spread | verdict | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:+.1f}%"
+
+    for r in report["rows"]:
+        ci = "–" if not r.get("ci") else f"{pct(r['ci'][0])} … {pct(r['ci'][1])}"
+        thr = "–" if r.get("threshold") is None else f"+{100 * r['threshold']:.1f}%"
+        spread = "–" if r.get("spread") is None else f"{100 * r['spread']:.1f}%"
+        base_v, head_v = ("–" if r.get(k) is None else f"{r[k]:.4g}" for k in ("base", "head"))
+        verdict = f"**{r['verdict'].upper()}**" if r["verdict"] == "regression" else r["verdict"]
+        lines.append(f"| {r['benchmark']} | {base_v} | {head_v} | {pct(r.get('change'))} | {ci} | {thr} | {spread} "
+                     f"| {verdict} | {r.get('note', '')} |")
+    lines.append("")
+    lines += [f"- cannot pass: {p}" for p in report["problems"]]
+    lines.append(f"**{report['outcome']}** (exit {report['exit']})")
+    return "\n".join(lines) + "\n"
