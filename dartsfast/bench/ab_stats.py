@@ -9,7 +9,8 @@ same job, on the same machine, under the same load, with no stored baseline.
 For one benchmark with base values b₁…bₙ and head values h₁…hₘ (logs):
 
     change    = exp(median(ln h) − median(ln b)) − 1
-    spread    = pooled sd of ln b and ln h around their own means (df = n + m − 2)
+    spread    = pooled sd of ln b and ln h around their own means, each side without its
+                value farthest from its median when it has ≥ 4 (df = n + m − 4)
     spread⁺   = its 90% upper confidence bound: spread · sqrt(df / χ²₀.₁₀(df))
     se        = spread⁺ · sqrt(π/2) · sqrt(1/n + 1/m)      (median of each side)
     threshold = max(min_effect, K · se),  K = 4
@@ -57,6 +58,12 @@ def spread_upper(sd: float, df: int, confidence: float = UPPER_CONFIDENCE) -> fl
     return sd * math.sqrt(df / sps.chi2.ppf(1 - confidence, df))
 
 
+def _trim(x: np.ndarray) -> np.ndarray:
+    """``x`` without its value farthest from the median, when ≥ 4 remain: one process hit by a
+    burst of load must not inflate the spread (the median already ignores it)."""
+    return x if x.size < 4 else np.delete(x, np.argmax(np.abs(x - np.median(x))))
+
+
 def judge(base, head, *, min_effect: float = DEFAULT_MIN_EFFECT, k: float = K_SIGMA,
           bootstrap: bool = True, seed: int = 0) -> Judgement:
     """The verdict for one benchmark from its per-process values of each side (module docstring)."""
@@ -66,8 +73,9 @@ def judge(base, head, *, min_effect: float = DEFAULT_MIN_EFFECT, k: float = K_SI
         raise ValueError(f"need ≥ 2 processes per side to measure the spread, got {b.size} base and {h.size} head")
     if not (np.isfinite(b).all() and np.isfinite(h).all()):
         raise ValueError("values must be finite and > 0")
-    df = b.size + h.size - 2
-    sd = math.sqrt((b.var(ddof=1) * (b.size - 1) + h.var(ddof=1) * (h.size - 1)) / df)
+    kept = [_trim(x) for x in (b, h)]
+    df = sum(x.size - 1 for x in kept)
+    sd = math.sqrt(sum(x.var(ddof=1) * (x.size - 1) for x in kept) / df)
     se = spread_upper(sd, df) * math.sqrt(math.pi / 2) * math.sqrt(1 / b.size + 1 / h.size)
     log_change = float(np.median(h) - np.median(b))
     log_thr = max(math.log1p(min_effect), k * se)

@@ -82,7 +82,10 @@ def accept(args: argparse.Namespace) -> int:
     if not reason:
         raise ValueError("--reason: say why the change of speed is intended")
     path = args.file or repo / BASE_REF_FILE
-    old = ab.read_base_ref(path) if path.exists() else None
+    try:
+        old = ab.read_base_ref(path) if path.exists() else None
+    except ab.ABError:
+        old = None  # a file without a commit yet
     subject = ab.git(repo, "log", "-1", "--format=%s", commit)
     text = ("# Base commit of the CI benchmark gate: .ci/run runs `dartsfast bench ab --base-file` on this file.\n"
             "# Move it with `dartsfast bench accept --reason ...` when a change of speed is intended, and\n"
