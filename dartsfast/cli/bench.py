@@ -26,6 +26,7 @@ import torch
 from dartsfast._io import write_json
 from dartsfast.bench import stats as bench_stats
 from dartsfast.bench.baselines import BASELINE_RUNS, DEFAULT_BASELINES, baseline_file, merge_runs
+from dartsfast.bench.export import to_pytest_benchmark
 from dartsfast.bench.history import DEFAULT_HISTORY, append_history, plot_history, read_history
 from dartsfast.bench.runner import ROUNDS, run_suite
 from dartsfast.cli import bench_ab, bench_ops
@@ -58,6 +59,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     r.add_argument("--history", nargs="?", const=DEFAULT_HISTORY, default=None, metavar="PATH",
                    help=f"append this run to a JSON-lines history (default path {DEFAULT_HISTORY})")
     r.add_argument("--keep-samples", action="store_true", help="store every timed call in the records")
+    r.add_argument("--format", choices=("dartsfast", "pytest-benchmark"), default="dartsfast",
+                   help="--out layout: dartsfast records (default; what compare reads) or pytest-benchmark's JSON "
+                        "(github-action-benchmark, Bencher, CodSpeed importers)")
     r.set_defaults(handler=_run)
 
     c = sub.add_parser("compare", help="BASE vs NEW: table of changes; exit 1 on a significant regression")
@@ -129,8 +133,12 @@ def _failed(doc: dict) -> list[str]:
 def _run(args) -> int:
     if args.out is not None:
         check_output_file(args.out, "--out")
+    if args.format == "pytest-benchmark":
+        args.keep_samples = True
     doc = _suite_run(args)
-    if args.out is not None:
+    if args.out is not None and args.format == "pytest-benchmark":
+        write_json(str(args.out), to_pytest_benchmark(doc))
+    elif args.out is not None:
         write_document(args.out, doc)
     if args.history:
         append_history(args.history, doc)
