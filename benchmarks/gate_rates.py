@@ -9,6 +9,8 @@ this one measures the CPU gate for ~12 minutes.
 
     python benchmarks/gate_rates.py --runs 10 --out benchmarks/results/gate/gate_rates.json
     python benchmarks/gate_rates.py --runs 10 --busy 1 ...   # with one core kept busy
+    # bench ab's verdicts on synthetic timings of measured noise (no timing: seconds):
+    python benchmarks/gate_rates.py --synthetic AB_REPORT.json [GATE_RATES.json ...] --out FILE.json
 
 Runs alternate (unchanged, planted, unchanged, ...) so a drift in the machine's speed falls on
 both kinds alike. Each run is compared with BASE: the committed baseline of this device class
@@ -53,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--busy", type=int, default=0, help="keep this many cores busy with spin loops meanwhile")
     p.add_argument("--max-regression", type=float, default=bench_stats.DEFAULT_MAX_REGRESSION)
     p.add_argument("--out", type=Path, default=None, help="write the runs and the summary here (JSON, + .md)")
+    p.add_argument("--synthetic", nargs="+", type=Path, default=None, metavar="FILE",
+                   help="no timing: bench ab's rates on values resampled from the per-process noise measured in "
+                        "these files (bench ab reports, gate_rates results); see benchmarks/gate_synthetic.py")
+    p.add_argument("--sets", type=int, default=200, help="--synthetic: sets of --runs runs (default 200)")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error(f"--runs must be ≥ 1, got {args.runs}")
@@ -152,6 +158,9 @@ def markdown(summary: dict, env: dict, args) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.synthetic:
+        import gate_synthetic  # beside this script
+        return gate_synthetic.main(args)
     runs: list[dict] = []
     env = environment_info("cpu")
     with tempfile.TemporaryDirectory(prefix="dartsfast-gate-") as tmp, busy_cores(args.busy):

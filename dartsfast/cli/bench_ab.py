@@ -38,7 +38,7 @@ def add_subparsers(sub) -> None:
     a.add_argument("--pairs-scale", type=positive_float, default=1.0, help="scale every benchmark's pair count")
     a.add_argument("--only", type=name_list, default=[], help="comma-separated benchmark names (default: all)")
     a.add_argument("--min-effect", type=fraction, default=ab_stats.DEFAULT_MIN_EFFECT,
-                   help="smallest slowdown that fails, whatever the noise (fraction; default 0.05)")
+                   help="smallest slowdown that fails, whatever the noise (fraction; default 0.06)")
     a.add_argument("--json", action="store_true", help="print the report as JSON instead of Markdown")
     a.add_argument("--out", type=Path, default=None, help="write the report here (JSON) and beside it as .md")
     for flag, what in (("--allow-missing", "benchmarks of base missing from head"),

@@ -43,7 +43,7 @@ def test_judge_against_an_independent_computation():
     tb, th = [math.log(v) for v in (1.00, 1.02, 1.01)], [math.log(v) for v in (1.10, 1.12, 1.11)]
     pooled = math.sqrt((statistics.variance(tb) * 2 + statistics.variance(th) * 2) / 4)
     upper = pooled * math.sqrt(4 / sps.chi2.ppf(0.10, 4))
-    thr = max(math.log(1.05), 4 * upper * math.sqrt(math.pi / 2) * math.sqrt(0.5))
+    thr = max(math.log(1.06), 4 * upper * math.sqrt(math.pi / 2) * math.sqrt(0.5))
     assert j.spread == pytest.approx(pooled, rel=1e-12)
     assert j.change == pytest.approx(math.exp(statistics.median(lh) - statistics.median(lb)) - 1, rel=1e-12)
     assert j.threshold == pytest.approx(math.exp(thr) - 1, rel=1e-12)
