@@ -66,3 +66,24 @@ def test_a_tiny_run_writes_runs_and_summary(tmp_path):
     assert doc["config"]["busy"] == 1 and doc["config"]["base"] == "run"
     assert out.with_suffix(".md").read_text().startswith("## gate_rates on")
     assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_synthetic_rates_from_measured_noise(tmp_path):
+    """--synthetic (issue 19): values resampled from per-process noise read from a bench ab
+    report; at 0.5% noise no A/A run is flagged and every 10% and 20% plant is."""
+    import gate_synthetic
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = [{"name": n, "base_values": list(np.exp(rng.normal(0, 0.005, 6))),
+             "head_values": list(np.exp(rng.normal(0, 0.005, 6)))} for n in ("a", "b")]
+    path = tmp_path / "ab.json"
+    path.write_text(json.dumps({"kind": "bench_ab", "planted": "", "rows": rows}))
+    noise = gate_synthetic.measured_noise([path])
+    assert set(noise) == {"a", "b"} and len(noise["a"]) == 12
+    logs = np.log(rows[0]["base_values"])
+    assert np.allclose(noise["a"][:6], logs - np.median(logs))  # centred on each side's median
+    rates = gate_synthetic.synthetic_rates(noise, "a", runs=20, sets=5)
+    assert rates["0"]["flagged_max"] == 0 and rates["0.1"]["flagged_min"] == 20 and rates["0.2"]["flagged_min"] == 20
+    with pytest.raises(ValueError, match="no measured noise for the planted benchmark 'c'"):
+        gate_synthetic.synthetic_rates(noise, "c")
