@@ -24,6 +24,29 @@ import torch
 _MEMORY_EVENT = "[memory]"  # the profiler's name for an allocation (+bytes) or free (-bytes)
 
 
+def allocation_stats(work: Callable[[], object]) -> tuple[int, int]:
+    """CPU: (peak live bytes, total bytes allocated) of one ``work()`` call, from the
+    profiler's memory events as :func:`peak_live_bytes`. Both are exact for a given
+    configuration: the same code allocates the same tensors in the same order."""
+    records = _memory_events(work)
+    live = peak = total = 0
+    for _, nbytes in records:
+        live += nbytes
+        peak = max(peak, live)
+        total += max(nbytes, 0)
+    return peak, total
+
+
+def _memory_events(work: Callable[[], object]) -> list[tuple[int, int]]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        work()
+    # The events' own list, not prof.events(): the FunctionEvent view drops memory records.
+    return sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                  if e.name() == _MEMORY_EVENT)
+
+
 def peak_live_bytes(work: Callable[[], object], device: torch.device | str = "cpu") -> int:
     """Run ``work()`` once; return the most bytes of tensors it held alive at one time,
     counted from the level at the call (0 if it frees more than it allocates)."""
@@ -37,15 +60,4 @@ def peak_live_bytes(work: Callable[[], object], device: torch.device | str = "cp
         return max(0, torch.cuda.max_memory_allocated(device) - start)
     if device.type != "cpu":
         raise ValueError(f"peak_live_bytes measures CPU or CUDA work, not {device.type}")
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        work()
-    # The events' own list, not prof.events(): the FunctionEvent view drops memory records.
-    records = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                     if e.name() == _MEMORY_EVENT)
-    live = peak = 0
-    for _, nbytes in records:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    return allocation_stats(work)[0]

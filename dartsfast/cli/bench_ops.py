@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dartsfast._io import write_json
+from dartsfast.bench import budgets as bench_budgets
 from dartsfast.bench.opcount import CONFIGS, count_step, make_run
 from dartsfast.cli._argtypes import positive_int
 from dartsfast.rundir import check_output_file
@@ -41,6 +42,12 @@ def add_subparser(sub) -> None:
     o.add_argument("--check", nargs="?", const=DEFAULT_BUDGETS, default=None, type=Path, metavar="BUDGETS",
                    help=f"compare with the budgets (default {DEFAULT_BUDGETS}); exit 1 if a count is above")
     o.set_defaults(handler=run)
+
+    b = sub.add_parser("budgets", help="exact counts (ops by name, syncs, bytes, Triton launches) vs budgets.json")
+    b.add_argument("--budgets", type=Path, default=DEFAULT_BUDGETS, help=f"budgets file (default {DEFAULT_BUDGETS})")
+    b.add_argument("--update", action="store_true", help="write the measured counts as the new budgets")
+    b.add_argument("--no-triton", dest="triton", action="store_false", help="skip the Triton launch counts")
+    b.set_defaults(handler=run_budgets)
 
 
 def _orders(text: str) -> list[int]:
@@ -98,3 +105,24 @@ def _load_budgets(path: Path) -> dict:
         return json.loads(path.read_text())["search_step"]
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"--check {path}: not a budgets file ({type(exc).__name__}: {exc})") from None
+
+
+def run_budgets(args: argparse.Namespace) -> int:
+    """``bench budgets``: exit 1 when a count rose above its budget, naming the aten ops that grew."""
+    old = json.loads(args.budgets.read_text()) if args.budgets.exists() else {}
+    if not args.update and not old:
+        raise ValueError(f"--budgets {args.budgets}: no such file (make it with --update)")
+    measured = bench_budgets.measure(triton=args.triton)
+    if args.update:
+        check_output_file(args.budgets, "--budgets")
+        write_json(str(args.budgets), {"about": old.get("about", ""), **measured})
+        print(f"bench budgets: {args.budgets} updated; commit it with the change that moved the counts")
+        return 0
+    rises, falls = bench_budgets.check(measured, old)
+    for line in falls:
+        print(f"bench budgets: below budget (lower it: --update) {line}")
+    for line in rises:
+        print(f"bench budgets: OVER BUDGET {line}")
+    if not rises:
+        print(f"bench budgets: within {args.budgets}")
+    return 1 if rises else 0
