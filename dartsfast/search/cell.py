@@ -49,6 +49,10 @@ class MixedOp(nn.Module):
         self.register_buffer("active", torch.tensor(active, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        # One node that gathers the gradients of all this edge's uses of x before they join
+        # the other edges': lean mode (dartsfast.search.recompute) hands x's gradient back
+        # per edge, so fast mode sums in the same order and both stay bit-identical.
+        x = x.view_as(x)
         k = self.partial_channels
         if k > 1:
             c_op = x.shape[1] // k

@@ -84,7 +84,11 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, weights_normal: torch.Tensor, weights_reduce: torch.Tensor,
                 edges_normal: torch.Tensor | None = None, edges_reduce: torch.Tensor | None = None) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
+        s1 = self.stem(x)
+        # The first cell takes the stem twice. A recomputed cell hands back one gradient per
+        # input, so s0 is a view of its own: the two reach the stem in the same order in
+        # fast and lean mode (which then agree bit for bit).
+        s0 = s1.view_as(s1)
         # Batched cells in lean mode are recomputed whole (per-edge cells do it edge by edge).
         whole = self.memory == "lean" and self.edge_batching and torch.is_grad_enabled()
         for cell in self.cells:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dartsfast.bench.live_memory import peak_live_bytes
+from dartsfast.bench.opcount import OpCounter
 from dartsfast.data import make_synthetic
 from dartsfast.search import distributed
 from dartsfast.search.config import SearchConfig
@@ -150,3 +151,47 @@ def test_a_lean_step_peaks_at_less_than_half_the_live_bytes(edge_batching):
         step()  # gradients exist from here on, as in a search
         peak[memory] = peak_live_bytes(step)
     assert 0 < peak["lean"] * 2 <= peak["fast"], peak
+
+
+def _ops_of(fn) -> int:
+    counter = OpCounter()
+    with counter:
+        fn()
+    return counter.ops
+
+
+def test_lean_adds_a_second_forward_and_next_to_no_bookkeeping():
+    """Lean = fast + one more forward of the recomputed edges + at most a few ops per edge
+    (the inputs' detach). torch.utils.checkpoint's hooks detached every saved tensor (19,880
+    extra ops in a seed step, 1.05x fast's whole step), which this bound would catch."""
+    net, x, w = _net_and_inputs(4, 3, 2, 8)
+    net.memory = "fast"
+    forward_ops = _ops_of(lambda: net(x, w, w))
+    step_ops = {}
+    for memory in ("fast", "lean"):
+        net.memory = memory
+        step_ops[memory] = _ops_of(lambda: net(x, w, w).sum().backward())
+    edges = 3 * 14
+    assert step_ops["fast"] < step_ops["lean"] <= step_ops["fast"] + forward_ops + 3 * edges, step_ops
+
+
+def test_a_lean_graph_run_twice_gives_the_same_gradients():
+    """retain_graph: each backward recomputes afresh (running statistics held both times)."""
+    net, x, w = _net_and_inputs(4, 3, 4, 8)
+    net.memory = "lean"
+    out = net(x, w, w).square().mean()
+    stats = [b.clone() for b in net.buffers()]
+    first = torch.autograd.grad(out, w, retain_graph=True)[0]
+    second = torch.autograd.grad(out, w)[0]
+    assert torch.equal(first, second)
+    assert all(torch.equal(a, b) for a, b in zip(stats, net.buffers()))
+
+
+def test_a_gradient_of_a_lean_gradient_is_refused():
+    """Lean backward differentiates a recomputation the outer graph does not see, so a
+    second derivative through it would be silently wrong: it raises instead."""
+    net, x, w = _net_and_inputs(4, 3, 4, 8)
+    net.memory = "lean"
+    (grad,) = torch.autograd.grad(net(x, w, w).square().mean(), w, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
