@@ -19,9 +19,10 @@ non-reentrant hooks detach every tensor they save, 19,880 of the 46,278 aten ops
 lean seed step (1.44x fast's op count with the Function instead of 2.43x; a search step on
 a GPU is bound by dispatch); and its live peak was 1366 MiB against the Function's 410
 (measured; which of checkpoint's holds makes the difference was not traced: the Function's
-``autograd.grad`` frees an edge's recomputed graph as soon as it has run). The Function hands back one gradient per input, summed
-over its uses inside; fast mode sums in the same order (MixedOp and the Supernet take a
-view of a state before its uses), so lean and fast steps agree bit for bit in float64.
+``autograd.grad`` frees an edge's recomputed graph as soon as it has run). The Function
+hands back one gradient per input, summed over its uses inside; fast mode sums in the same
+order (MixedOp and the Supernet take a view of a state before its uses), so lean and fast
+steps agree bit for bit in float64.
 Double backward is not supported (nothing in the search differentiates a gradient).
 
 The recomputation must be the same function as the forward it replaces, and must not
