@@ -161,7 +161,8 @@ def markdown(doc: dict) -> str:
              f"{s['layers']} cells, {s['channels']} channels, ops {s['ops']}, {s['epochs']} epochs "
              f"({s['warmup_epochs']} warm-up), alpha lr {s['alpha_lr']}, seed {s['seed']}, {s['threads']} thread(s); "
              f"table built by the first search (`auto`: inference, batch 1), constant "
-             f"{doc['constant_ms']:.3f} ms.", "",
+             f"{doc['constant_ms']:.3f} ms, per-op overhead {doc.get('per_op_ms', 0.0) * 1e3:.1f} µs "
+             "(in every prediction).", "",
              "Measured: median of the per-round medians of an interleaved pass over all networks after the "
              f"searches ({s['rounds']} rounds; range of the rounds in brackets); at end of search: the one "
              "measurement `final_latency` made right after that search.", "",
@@ -187,7 +188,7 @@ def markdown(doc: dict) -> str:
     if "target_ratio" in c:
         lines.append(f"| target run: measured / target | {c['target_ratio']:.3f} | ≤ 1.10 | "
                      f"{'yes' if c['target_ok'] else 'no'} |")
-    lines.append(f"| per non-identity op, measured − predicted (fit) | {c['per_op_residual_ms'] * 1e3:.1f} µs | "
+    lines.append(f"| per non-identity op, measured − predicted left (fit) | {c['per_op_residual_ms'] * 1e3:.1f} µs | "
                  f"| median error with it: {c['median_abs_error_with_per_op']:.1%} (in-sample) |")
     lines.append(f"\n{c['distinct_networks']} distinct networks among the {len(doc['sweep'])} sweep runs; "
                  f"total {doc['total_s']:.0f} s.")
@@ -273,9 +274,11 @@ def main() -> None:
     with open(lut) as fh:
         header = json.load(fh)["header"]
     constant = 1e3 * header["constant_s"]
+    per_op = 1e3 * float(header.get("per_op_s") or 0.0)
     remeasure(args, sweep + ([target_run] if target_run else []), header)
     doc = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "environment": environment_info("cpu"),
-           "lut": os.path.relpath(lut, args.out), "constant_ms": constant, "sweep": sweep, "target_run": target_run,
+           "lut": os.path.relpath(lut, args.out), "constant_ms": constant,
+           "per_op_ms": per_op, "sweep": sweep, "target_run": target_run,
            "total_s": time.perf_counter() - t0}
     doc["checks"] = checks(sweep, target_run)
     write_json(os.path.join(args.out, "sweep.json"), doc)

@@ -4,7 +4,8 @@ hardware-aware search (issue 18): ``OUT/latency.json``.
 The prediction is the latency table's sum for the derived genotype
 (:meth:`~dartsfast.search.latency_term.LatencyTerm.genotype_latency_ms`): the table's
 constant (stem, the cells' preprocessing, node sums, classifier) plus, for every kept edge
-of every cell, its op's entry at that cell position. The measurement builds the same
+of every cell, its op's entry at that cell position and, unless the op is an identity, the
+table's per-op overhead (``per_op_ms``, included in ``ops_ms``). The measurement builds the same
 network with ``dartsfast train``'s builder (:class:`~dartsfast.train.DiscreteNetwork`)
 **at the search's own layers, channels and image size** (the table is keyed by the
 supernet's positions, so a network trained at other sizes would be another network than
@@ -14,7 +15,7 @@ table's mode (inference: eval mode, no_grad; batch 1 for ``auto``), dtype, layou
 on the search's device, with torch's current thread count. Timings are medians over
 ``repeats`` calls, at least ``min_time_s`` seconds of them.
 
-Record (``final_latency``): ``predicted_ms``, ``constant_ms``, ``ops_ms``, ``measured_ms``
+Record (``final_latency``): ``predicted_ms``, ``constant_ms``, ``ops_ms``, ``per_op_ms``, ``measured_ms``
 (median) with ``measured_q25_ms``/``measured_q75_ms`` and ``calls``, ``ratio`` =
 measured / predicted, ``error`` = predicted / measured − 1, the ``genotype`` and what was
 measured (``mode``, ``batch``, ``dtype``, ``layout``, ``device``, ``threads``, ``channels``,
@@ -44,7 +45,9 @@ MODES = ("inference", "training")
 def predicted_latency(term: LatencyTerm, genotype: Genotype) -> dict:
     """The table's prediction for ``genotype``'s network: ``predicted_ms`` = ``constant_ms`` + ``ops_ms``."""
     total = term.genotype_latency_ms(genotype)
-    return {"predicted_ms": total, "constant_ms": term.const_ms, "ops_ms": total - term.const_ms}
+    per_op = 1e3 * float(term.header.get("per_op_s") or 0.0)
+    return {"predicted_ms": total, "constant_ms": term.const_ms, "ops_ms": total - term.const_ms,
+            "per_op_ms": per_op}
 
 
 def _setting(header: dict, name: str, allowed) -> object:

@@ -10,6 +10,11 @@ with every op replaced by :class:`Placeholder`, which costs nothing (the input i
 strided view of it where the op halves H and W). The table keeps it as ``constant_s``,
 and the search's expected latency is this constant plus the ops' entries.
 
+What the table's entries and this constant still miss is a cost per op instance: each op
+is timed alone on one input over and over, and in the network it reads a fresh tensor with
+its own weights. :func:`dartsfast.search.latency_lut.per_op_overhead` measures it on whole
+networks of one op (:func:`skeleton_genotype` with that op, :func:`op_instances`).
+
 Measured on the 2-core CPU of this project (digits shape: 3 cells, 8 channels, 16×16, 1
 input channel, batch 1, inference, 1 thread): 0.51 ms, against 2.5–10 ms for whole
 networks of the default space.
@@ -35,9 +40,10 @@ class Placeholder(nn.Module):
         return x if self.stride == 1 else x[:, :, ::self.stride, ::self.stride]
 
 
-def skeleton_genotype(steps: int = STEPS) -> Genotype:
-    """A genotype of DARTS's shape (two edges per node, the intermediate nodes concatenated)."""
-    edges = tuple(("skip_connect", i) for _ in range(steps) for i in (0, 1))
+def skeleton_genotype(steps: int = STEPS, op: str = "skip_connect") -> Genotype:
+    """A genotype of DARTS's shape (two edges per node, the intermediate nodes concatenated),
+    every node fed by ``op`` from the cell's two inputs."""
+    edges = tuple((op, i) for _ in range(steps) for i in (0, 1))
     concat = tuple(range(2, 2 + steps))
     return Genotype(edges, concat, edges, concat)
 
@@ -50,3 +56,9 @@ def skeleton_network(channels: int, layers: int, in_channels: int, num_classes: 
         for i, idx in enumerate(cell.indices):
             cell.ops[i] = Placeholder(edge_stride(cell.reduction, idx))
     return net.eval()
+
+
+def op_instances(net: DiscreteNetwork) -> int:
+    """The ops of ``net``'s cells that run something (not an identity): each costs a call of
+    its own on top of its table entry (:func:`dartsfast.search.latency_lut.per_op_overhead`)."""
+    return sum(not isinstance(op, nn.Identity) for cell in net.cells for op in cell.ops)

@@ -13,7 +13,7 @@ File (JSON)::
     {"schema": "dartsfast.lut/1",
      "header": {device_name, device_type, dtype, layout, mode, batch, torch, triton, cuda,
                 driver, git_commit, date, space, channels, layers, image_size, warmup, repeats,
-                constant_s, constant_iqr_s, in_channels, num_classes},
+                constant_s, constant_iqr_s, per_op_s, per_op_probes, in_channels, num_classes},
      "entries": {"op|C_in|C_out|H|W|stride|dtype|layout|device":
                  {op, c_in, c_out, h, w, stride, count, median_s, iqr_s, n, measured}}}
 
@@ -28,22 +28,35 @@ the network with every op a free placeholder (:mod:`dartsfast.search.latency_con
 ``dartsfast profile --lut`` measures 3 and 10). A network's prediction is ``constant_s``
 plus its ops' entries. Tables without it (older files) count it as 0.
 
+``per_op_s`` is the cost of an op instance that its entry misses: the entry times the op
+alone on one input over and over, while in the network every op reads a new tensor with
+its own weights. :func:`per_op_overhead` measures it on whole networks of one op each
+(``per_op_probes``); a prediction adds it once per op that is not an identity
+(:func:`is_identity`). On this project's 2-core CPU at the digits shape (batch 1,
+inference) ~20 µs per op, 6-21 ops per network: without it the table under-predicted whole
+networks by 5-20%, growing with their op count (benchmarks/results/2026-12-01-cpu-latency-sweep).
+None under PC-DARTS, whose entries are for C/K channels and so predict no discrete network.
+
 It lives in the search layer because the search reads it (its latency term); ``dartsfast
 profile --lut`` builds it through :mod:`dartsfast.profiling.lut`, which re-exports this.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import statistics
 import warnings
 from typing import Sequence
 
 import torch
+import torch.nn as nn
 
 from dartsfast._io import write_json
-from dartsfast.search.latency_constant import skeleton_network
-from dartsfast.search.positions import cell_positions
-from dartsfast.search.space import build_op, check_op_names
+from dartsfast.search.latency_constant import op_instances, skeleton_genotype, skeleton_network
+from dartsfast.search.network import DiscreteNetwork
+from dartsfast.search.positions import cell_positions, edge_positions
+from dartsfast.search.space import STEPS, build_op, check_op_names
 from dartsfast.timing import environment_info, time_fn
 
 SCHEMA = "dartsfast.lut/1"
@@ -125,8 +138,57 @@ def build_lut(ops: Sequence[str], *, channels: int = 16, layers: int = 8, image_
     header.update(dtype=dtype, layout=layout, mode=mode, batch=batch, space=list(ops), channels=channels,
                   layers=layers, image_size=image_size, partial_channels=partial_channels,
                   warmup=warmup, repeats=repeats, constant_s=const.median, constant_iqr_s=const.iqr,
-                  in_channels=in_channels, num_classes=num_classes)
-    return Lut(header, entries)
+                  in_channels=in_channels, num_classes=num_classes, per_op_s=None, per_op_probes={})
+    lut = Lut(header, entries)
+    if partial_channels == 1:
+        per_op, probes = per_op_overhead(lut, device=device, fmt=fmt, warmup=warmup, repeats=5 * repeats)
+        header.update(per_op_s=per_op, per_op_probes=probes)
+    return lut
+
+
+@functools.lru_cache(maxsize=None)
+def is_identity(op: str, stride: int) -> bool:
+    """Whether ``op`` at ``stride`` is no module call at all (skip_connect at stride 1): it costs
+    neither an entry nor :func:`per_op_overhead`. (16 channels: any op builds with them.)"""
+    return isinstance(build_op(op, 16, stride, affine=False), nn.Identity)
+
+
+def entries_sum_s(lut: Lut, genotype, cells) -> float:
+    """Σ of ``lut``'s entries over the kept edges of ``genotype`` in every cell (``cells``:
+    :func:`~dartsfast.search.positions.edge_positions`); KeyError for a missing one."""
+    total = 0.0
+    for cell in cells:
+        for e, (op, j) in enumerate(genotype.reduce if cell.reduction else genotype.normal):
+            c, h, w, stride = cell.edges[sum(2 + i for i in range(e // 2)) + j]
+            total += lut.latency(op, c, c, h, w, stride)
+    return total
+
+
+def per_op_overhead(lut: Lut, *, device, fmt, warmup: int, repeats: int) -> tuple[float, dict]:
+    """Seconds a whole network spends per op instance beyond its ops' entries and the constant.
+
+    For every op of the space but ``none``, the discrete network whose every node takes that
+    op from both cell inputs is timed as the table times (:func:`timed_call`); its residual
+    measured − constant − Σ entries, over its op instances, is one estimate, and the median
+    of the estimates is the table's ``per_op_s``. It can be negative where a device runs a
+    network's ops overlapped. Returns (per_op_s, {op: {measured_s, entries_s, instances}})."""
+    hd = lut.header
+    cells = edge_positions(hd["channels"], hd["layers"], hd["image_size"])
+    probes, estimates = {}, []
+    for op in hd["space"]:
+        if op == NONE:
+            continue
+        genotype = skeleton_genotype(STEPS, op)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            net = DiscreteNetwork(genotype, hd["channels"], hd["num_classes"], hd["layers"], hd["in_channels"])
+        instances = op_instances(net)
+        stats = time_fn(timed_call(net, hd["in_channels"], hd["image_size"], hd["image_size"], hd["batch"], device,
+                                   DTYPES[hd["dtype"]], fmt, hd["mode"]), warmup=warmup, repeats=repeats, device=device)
+        entries = entries_sum_s(lut, genotype, cells)
+        probes[op] = dict(measured_s=stats.median, entries_s=entries, instances=instances)
+        if instances:
+            estimates.append((stats.median - hd["constant_s"] - entries) / instances)
+    return (statistics.median(estimates) if estimates else 0.0), probes
 
 
 def timed_call(module, c, h, w, batch, device, dtype, fmt, mode):

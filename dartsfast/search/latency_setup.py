@@ -12,8 +12,9 @@ layout, in inference mode at batch 1 (the deployed network's latency), and keeps
 ``OUT/latency_lut.json``; a run (``--resume`` or a fresh start) that finds a matching table
 there reuses it instead of rebuilding, so a resumed search reads the same latencies. The
 table also holds the network's constant part (stem, preprocessing, classifier:
-:mod:`dartsfast.search.latency_constant`) for the dataset's input channels and classes; a
-cached table without it, or measured for other ones, is rebuilt.
+:mod:`dartsfast.search.latency_constant`) for the dataset's input channels and classes, and
+the per-op overhead (:func:`~dartsfast.search.latency_lut.per_op_overhead`); a cached table
+without either, or measured for other ones, is rebuilt.
 """
 from __future__ import annotations
 
@@ -95,7 +96,9 @@ def _auto_lut(config: SearchConfig, device: torch.device, ctx, run: dict, image_
             lut = load_lut(path)
         except ValueError:
             return None  # unreadable: rebuilt below, and replaced
-        same_constant = "constant_s" in lut.header and all(lut.header.get(k) == v for k, v in shape.items())
+        # A table from before the constant or the per-op overhead existed under-predicts networks.
+        complete = "constant_s" in lut.header and "per_op_s" in lut.header
+        same_constant = complete and all(lut.header.get(k) == v for k, v in shape.items())
         return lut if same_constant and not lut_differences(lut, **run) else None
 
     lut = cached() if ctx.is_main else None

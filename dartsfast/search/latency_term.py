@@ -19,8 +19,15 @@ discrete network, which the end of a search compares with a measurement
 Forms (``latency_form``), λ = ``latency_weight``, T = ``latency_target_ms``:
 
 * ``proxyless``: val_loss + λ·E_ms (an additive penalty of the alphas).
-* ``constraint``: val_loss + λ·relu(E_ms − T)/T: only latency above the target costs
-  (FBNetV3's resource constraint as a hinge), in units of the target.
+* ``constraint``: val_loss + λ·relu(max(E_ms, D_ms) − T)/T: only latency above the target
+  costs (FBNetV3's resource constraint as a hinge), in units of the target. D_ms is the
+  table latency of the network the search would hand out now (each node's two strongest
+  edges, each with its strongest op but 'none': :meth:`LatencyTerm.derived_ms`, the same
+  as ``genotype_latency_ms`` of the derived genotype), passed straight through: its value
+  decides whether and by how much the hinge is active, E_ms's gradient moves the alphas.
+  On the mixture alone the hinge stopped pushing once the mixture met the target, while
+  the argmax network was still 9% above it (the 2026-12-01 sweep's target run: measured
+  1.345x the target).
 * ``fbnet``: val_loss · (E_ms / ref)^λ, ref = T if given, else E_ms at uniform alphas
   (fixed when the search starts). FBNet's own CE·α·log(LAT)^β is not used as written: with
   α = λ the factor λ multiplies the whole gradient and Adam (the alphas' optimiser) divides
@@ -43,7 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsfast.search.latency_lut import NONE, Lut
+from dartsfast.search.latency_lut import NONE, Lut, is_identity
 from dartsfast.search.positions import CellEdges
 from dartsfast.search.space import Genotype, num_edges
 
@@ -54,7 +61,9 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 def latency_matrices(lut: Lut, cells: Sequence[CellEdges], ops: Sequence[str]
                      ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """(L_normal, L_reduce, missing): float64 [E, K] milliseconds summed over the cells of each
-    type, and the (op, C, H, W, stride) entries the table lacks (counted as 0 ms)."""
+    type, and the (op, C, H, W, stride) entries the table lacks (counted as 0 ms). Each op
+    that is not an identity also costs the table's per-op overhead (never below 0 in all)."""
+    per_op = per_op_ms(lut)
     e = len(cells[0].edges)
     mats = {False: torch.zeros(e, len(ops), dtype=torch.float64), True: torch.zeros(e, len(ops), dtype=torch.float64)}
     missing: dict[str, None] = {}
@@ -65,7 +74,9 @@ def latency_matrices(lut: Lut, cells: Sequence[CellEdges], ops: Sequence[str]
                     continue
                 key = lut.key(op, c, c, h, w, stride)
                 if key in lut.entries:
-                    mats[cell.reduction][row, k] += 1e3 * float(lut.entries[key]["median_s"])
+                    entry = 1e3 * float(lut.entries[key]["median_s"])
+                    overhead = 0.0 if is_identity(op, stride) else per_op
+                    mats[cell.reduction][row, k] += max(0.0, entry + overhead)
                 else:
                     missing[f"{op} C={c} {h}x{w} stride {stride}"] = None
     return mats[False], mats[True], list(missing)
@@ -74,6 +85,11 @@ def latency_matrices(lut: Lut, cells: Sequence[CellEdges], ops: Sequence[str]
 def constant_ms(lut: Lut) -> float:
     """The stem + preprocessing + classifier milliseconds the table holds (0 when it has none)."""
     return 1e3 * float(lut.header.get("constant_s", 0.0) or 0.0)
+
+
+def per_op_ms(lut: Lut) -> float:
+    """The milliseconds each op instance costs beyond its entry (0 for a table without it)."""
+    return 1e3 * float(lut.header.get("per_op_s", 0.0) or 0.0)
 
 
 class LatencyTerm(nn.Module):
@@ -101,6 +117,16 @@ class LatencyTerm(nn.Module):
         self.register_buffer("reduce64", reduce.to(torch.float64).clone(), persistent=False)
         self.register_buffer("normal32", self.normal64.float(), persistent=False)
         self.register_buffer("reduce32", self.reduce64.float(), persistent=False)
+        # The derivation on the device (no host sync): row r of node_rows lists node r's input
+        # edges, padded with an index past the last edge, whose strength is -inf.
+        steps = next(n for n in range(1, normal.shape[0] + 1) if num_edges(n) >= normal.shape[0])
+        if num_edges(steps) != normal.shape[0]:
+            raise ValueError(f"{normal.shape[0]} edges per cell is no DARTS cell (2, 5, 9, 14, ... edges)")
+        rows = torch.full((steps, steps + 1), normal.shape[0], dtype=torch.long)
+        for node in range(steps):
+            rows[node, :2 + node] = torch.arange(num_edges(node), num_edges(node + 1))
+        self.register_buffer("node_rows", rows, persistent=False)
+        self.register_buffer("not_none", torch.tensor([op != NONE for op in ops]), persistent=False)
         uniform = self.const_ms + float(self.normal64.mean(1).sum() + self.reduce64.mean(1).sum())
         self.ref_ms = float(target_ms) if target_ms is not None else uniform
         if form == "fbnet" and not self.ref_ms > 0:
@@ -126,8 +152,23 @@ class LatencyTerm(nn.Module):
         if self.form == "proxyless":
             return self.weight * e
         if self.form == "constraint":
+            derived = self.derived_ms(F.softmax(alphas_normal, dim=-1), F.softmax(alphas_reduce, dim=-1))
+            e = e + (torch.maximum(e, derived) - e).detach()
             return self.weight * torch.relu(e - self.target_ms) / self.target_ms
         raise ValueError("the fbnet latency form multiplies the loss: use wrap_loss")
+
+    @torch.no_grad()
+    def derived_ms(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor) -> torch.Tensor:
+        """The table latency of the genotype derived from softmaxed weights [E, K] each (a 0-d
+        tensor with no gradient; ties may resolve otherwise than :func:`derive_genotype`)."""
+        total = torch.zeros((), dtype=weights_normal.dtype, device=weights_normal.device) + self.const_ms
+        for w, lat in ((weights_normal, self.normal64), (weights_reduce, self.reduce64)):
+            strength, best = w.masked_fill(~self.not_none, -math.inf).max(dim=1)
+            cost = lat.to(w.dtype).gather(1, best[:, None])[:, 0]
+            padded = torch.cat([strength, strength.new_full((1,), -math.inf)])[self.node_rows]
+            kept = self.node_rows.gather(1, padded.topk(2, dim=1).indices)
+            total = total + cost[kept].sum()
+        return total
 
     def factor(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
         """``fbnet``'s multiplier (E_ms / ref)^λ."""

@@ -38,6 +38,26 @@ def test_keys_cover_every_op_at_every_position(lut):
     assert lut.header["space"] == list(SPACE) and lut.header["dtype"] == "float32"
 
 
+def test_per_op_overhead_is_measured_on_whole_networks_of_one_op(lut):
+    """Each probe is the network with one op on every edge: its op instances and the sum of
+    its entries by hand, and per_op_s the median of the probes' residual per instance."""
+    hd = lut.header
+    probes = hd["per_op_probes"]
+    assert set(probes) == {"skip_connect", "dsconv_3x3"}  # not 'none'
+
+    def entry(op, c, h, s):
+        return lut.latency(op, c, c, h, h, s)
+    # Every node takes the op from the two cell inputs: 8 edges per cell. In the normal cell
+    # (C=4, 8x8) they are stride 1, in the reductions (C=8 at 8x8, C=16 at 4x4) stride 2.
+    for op, instances in (("dsconv_3x3", 3 * 8), ("skip_connect", 2 * 8)):  # skip at stride 1: an identity
+        assert probes[op]["instances"] == instances
+        hand = 8 * (entry(op, 4, 8, 1) + entry(op, 8, 8, 2) + entry(op, 16, 4, 2))
+        assert probes[op]["entries_s"] == pytest.approx(hand, rel=1e-12)
+        assert probes[op]["measured_s"] > 0
+    residual = [(p["measured_s"] - hd["constant_s"] - p["entries_s"]) / p["instances"] for p in probes.values()]
+    assert hd["per_op_s"] == pytest.approx(sum(residual) / 2, rel=1e-12)  # the median of two
+
+
 def test_round_trip_and_lookup(lut, tmp_path):
     path = str(tmp_path / "lut.json")
     save_lut(path, lut)

@@ -9,7 +9,7 @@ from dartsfast.search.latency_lut import Lut, lut_key
 from dartsfast.search.latency_setup import lut_differences
 from dartsfast.search.latency_term import LatencyTerm, latency_matrices
 from dartsfast.search.positions import edge_positions
-from dartsfast.search.space import Genotype
+from dartsfast.search.space import Genotype, derive_genotype
 
 OPS = ("dsconv_3x3", "skip_connect", "none")
 DEV = "test-device"
@@ -86,10 +86,11 @@ def test_each_form_value_and_gradient(form):
         scale = 1.3 * lam * (E / target) ** lam / E
     elif form == "proxyless":
         value, expected, scale = t.loss(an, ar), lam * E, lam
-    else:
+    else:  # the hinge on the larger of the mixture and the derived network
         value = t.loss(an, ar)
-        expected = lam * max(E - target, 0.0) / target
-        scale = lam / target if E > target else 0.0
+        D = t.genotype_latency_ms(derive_genotype(torch.softmax(an, -1), torch.softmax(ar, -1), OPS))
+        expected = lam * max(max(E, D) - target, 0.0) / target
+        scale = lam / target if max(E, D) > target else 0.0
     assert value.item() == pytest.approx(expected, rel=1e-12)
     gn, gr = torch.autograd.grad(value, [an, ar])
     torch.testing.assert_close(gn, scale * de_n, rtol=1e-10, atol=1e-14)
@@ -102,6 +103,52 @@ def test_constraint_is_zero_below_the_target_and_needs_one():
     assert t.loss(a, a).item() == 0.0
     with pytest.raises(ValueError, match="target"):
         term(weight=1.0, form="constraint")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_derived_latency_on_the_device_is_the_derived_genotypes(seed):
+    """The step's derivation (tensor ops, no host sync) against derive_genotype + the hand sum."""
+    t, _, _ = term(const_ms=0.25)
+    g = torch.Generator().manual_seed(seed)
+    wn, wr = (torch.softmax(torch.randn(14, 3, dtype=torch.float64, generator=g), -1) for _ in range(2))
+    expected = t.genotype_latency_ms(derive_genotype(wn, wr, OPS))
+    assert t.derived_ms(wn, wr).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_constraint_pushes_while_the_derived_network_is_over_the_target():
+    """Mixture under the target, argmax network over it: the hinge is on, with the mixture's
+    gradient (straight through). On the mixture alone it would be off (the sweep's miss)."""
+    lam = 2.0
+    t, normal, reduce = term(weight=lam, form="constraint", target_ms=1.0)
+    # dsconv barely strongest on every edge: the derived network keeps dsconv everywhere
+    an = torch.tensor([[0.01, 0.0, 0.0]] * 14, dtype=torch.float64, requires_grad=True)
+    ar = an.detach().clone().requires_grad_()
+    mixture = t.expected_ms_of(an, ar)
+    derived = t.derived_ms(torch.softmax(an, -1), torch.softmax(ar, -1)).item()
+    t.target_ms = (mixture.item() + derived) / 2
+    assert mixture.item() < t.target_ms < derived
+    value = t.loss(an, ar)
+    assert value.item() == pytest.approx(lam * (derived - t.target_ms) / t.target_ms, rel=1e-12)
+    gn, gr = torch.autograd.grad(value, [an, ar])
+    de_n, de_r = torch.autograd.grad(t.expected_ms_of(an, ar), [an, ar])
+    torch.testing.assert_close(gn, lam / t.target_ms * de_n, rtol=1e-12, atol=0)
+    torch.testing.assert_close(gr, lam / t.target_ms * de_r, rtol=1e-12, atol=0)
+    assert gn[:, 0].gt(0).all()  # dsconv (the slow op) pushed down on every edge
+
+
+def test_matrices_add_the_per_op_overhead_to_ops_that_run():
+    lut = tiny_lut()
+    lut.header["per_op_s"] = 0.1e-3
+    normal, reduce, _ = latency_matrices(lut, edge_positions(4, 3, 8), OPS)
+    _, base_normal, base_reduce = term()
+    stride2 = [e in {0, 1, 2, 3, 5, 6, 9, 10} for e in range(14)]
+    # dsconv: +0.1 ms per cell (1 normal, 2 reduce cells); skip_connect only where it is a
+    # FactorizedReduce (stride 2), not where it is an identity; 'none' never
+    torch.testing.assert_close(normal[:, 0], base_normal[:, 0] + 0.1)
+    torch.testing.assert_close(reduce[:, 0], base_reduce[:, 0] + 0.2)
+    torch.testing.assert_close(normal[:, 1], base_normal[:, 1])
+    torch.testing.assert_close(reduce[:, 1], base_reduce[:, 1] + torch.tensor(stride2, dtype=torch.float64) * 0.2)
+    assert (normal[:, 2] == 0).all() and (reduce[:, 2] == 0).all()
 
 
 def test_genotype_latency_sums_the_kept_edges():
