@@ -33,8 +33,9 @@ alone on one input over and over, while in the network every op reads a new tens
 its own weights. :func:`per_op_overhead` measures it on whole networks of one op each
 (``per_op_probes``); a prediction adds it once per op that is not an identity
 (:func:`is_identity`). On this project's 2-core CPU at the digits shape (batch 1,
-inference) ~20 µs per op, 6-21 ops per network: without it the table under-predicted whole
-networks by 5-20%, growing with their op count (benchmarks/results/2026-12-01-cpu-latency-sweep).
+inference) it measured 1.6 µs per op (probes' estimates −6.6 to +6.8 µs): an op costs in a
+network what it costs alone (benchmarks/results/2026-12-01-cpu-latency-sweep-per-op). It
+is there for devices where that does not hold.
 None under PC-DARTS, whose entries are for C/K channels and so predict no discrete network.
 
 It lives in the search layer because the search reads it (its latency term); ``dartsfast
@@ -56,7 +57,7 @@ from dartsfast._io import write_json
 from dartsfast.search.latency_constant import op_instances, skeleton_genotype, skeleton_network
 from dartsfast.search.network import DiscreteNetwork
 from dartsfast.search.positions import cell_positions, edge_positions
-from dartsfast.search.space import STEPS, build_op, check_op_names
+from dartsfast.search.space import STEPS, build_op, check_op_names, num_edges
 from dartsfast.timing import environment_info, time_fn
 
 SCHEMA = "dartsfast.lut/1"
@@ -159,7 +160,7 @@ def entries_sum_s(lut: Lut, genotype, cells) -> float:
     total = 0.0
     for cell in cells:
         for e, (op, j) in enumerate(genotype.reduce if cell.reduction else genotype.normal):
-            c, h, w, stride = cell.edges[sum(2 + i for i in range(e // 2)) + j]
+            c, h, w, stride = cell.edges[num_edges(e // 2) + j]  # node e // 2's input j
             total += lut.latency(op, c, c, h, w, stride)
     return total
 

@@ -136,11 +136,14 @@ class LatencyTerm(nn.Module):
     # ------------------------------------------------------------------ values
     def expected_ms(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor) -> torch.Tensor:
         """E_ms of softmaxed weights [E, K] each (a 0-d tensor, differentiable, on their device)."""
-        if weights_normal.dtype == torch.float64:
-            ln, lr = self.normal64, self.reduce64
-        else:
-            ln, lr = self.normal32.to(weights_normal.dtype), self.reduce32.to(weights_normal.dtype)
+        ln, lr = self._matrices(weights_normal.dtype)
         return (weights_normal * ln).sum() + (weights_reduce * lr).sum() + self.const_ms
+
+    def _matrices(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_normal, L_reduce) in ``dtype``: the float64 buffers, else the float32 copies cast."""
+        if dtype == torch.float64:
+            return self.normal64, self.reduce64
+        return self.normal32.to(dtype), self.reduce32.to(dtype)
 
     def expected_ms_of(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
         """E_ms of raw alphas (softmax over ops; PC-DARTS's edge betas do not change which ops run)."""
@@ -162,9 +165,9 @@ class LatencyTerm(nn.Module):
         """The table latency of the genotype derived from softmaxed weights [E, K] each (a 0-d
         tensor with no gradient; ties may resolve otherwise than :func:`derive_genotype`)."""
         total = torch.zeros((), dtype=weights_normal.dtype, device=weights_normal.device) + self.const_ms
-        for w, lat in ((weights_normal, self.normal64), (weights_reduce, self.reduce64)):
+        for w, lat in zip((weights_normal, weights_reduce), self._matrices(weights_normal.dtype)):
             strength, best = w.masked_fill(~self.not_none, -math.inf).max(dim=1)
-            cost = lat.to(w.dtype).gather(1, best[:, None])[:, 0]
+            cost = lat.gather(1, best[:, None])[:, 0]
             padded = torch.cat([strength, strength.new_full((1,), -math.inf)])[self.node_rows]
             kept = self.node_rows.gather(1, padded.topk(2, dim=1).indices)
             total = total + cost[kept].sum()
@@ -209,8 +212,7 @@ class LatencyTerm(nn.Module):
             for e, (op, j) in enumerate(cell):
                 if op not in self.ops:
                     raise KeyError(f"genotype op {op!r} is not one of the searched ops {list(self.ops)}")
-                node = e // 2
-                row = sum(2 + i for i in range(node)) + j
+                row = num_edges(e // 2) + j  # node e // 2's input j
                 total += float(mat[row, self.ops.index(op)])
         return total
 

@@ -112,7 +112,7 @@ class _Recompute(torch.autograd.Function):
     @staticmethod
     def forward(ctx, module: nn.Module, num_inputs: int, *tensors):
         inputs = tensors[:num_inputs]
-        ctx.module, ctx.num_inputs, ctx.params = module, num_inputs, tensors[num_inputs:]
+        ctx.module, ctx.params = module, tensors[num_inputs:]
         ctx.autocast = _autocast_state()
         ctx.replay = running_stats_held(module)  # the BatchNorms' tracking as of this forward
         ctx.save_for_backward(*inputs)
