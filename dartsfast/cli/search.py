@@ -54,7 +54,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--latency-target", type=number, default=None, metavar="MS",
                    help="target latency in ms (constraint: penalise only above it; fbnet: the reference)")
     s.add_argument("--latency-form", choices=LATENCY_FORMS, default="proxyless",
-                   help="proxyless: + lambda*E[ms]; constraint: + lambda*relu(E-T)/T; fbnet: loss*(E/ref)^lambda")
+                   help="proxyless: + lambda*E[ms]; constraint: + lambda*(relu(x)+mu*x), x=(E-T)/T; "
+                        "fbnet: loss*(E/ref)^lambda")
+    s.add_argument("--latency-dual-lr", type=number, default=1.0, metavar="ETA",
+                   help="constraint: step size of the multiplier that grows while the found network is over "
+                        "the target and shrinks below it (dual ascent); 0 = lambda alone (default 1)")
     s.add_argument("--force-latency-lut", action="store_true",
                    help="use a table measured for another device, dtype, layout or space anyway")
     s.add_argument("--final-latency", action=argparse.BooleanOptionalAction, default=True,
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         train_fraction=args.train_fraction, augment=args.augment, w_lr=args.w_lr, alpha_lr=args.alpha_lr,
         warmup_epochs=args.warmup_epochs, beta_decay=args.beta_decay,
         latency_lut=args.latency_lut, latency_weight=args.latency_weight, latency_target_ms=args.latency_target,
-        latency_form=args.latency_form, latency_force=args.force_latency_lut,
+        latency_form=args.latency_form, latency_dual_lr=args.latency_dual_lr, latency_force=args.force_latency_lut,
         partial_channels=args.partial_channels, edge_batching=args.edge_batching, compile=args.compile,
         cuda_graph=args.cuda_graph, memory=args.memory, synthetic_size=args.synthetic_size, out=args.out,
         resume=args.resume, overwrite=args.overwrite, progress=args.progress, plots=args.plots)

@@ -56,7 +56,9 @@ class SearchConfig(RunConfig):
     start and kept in ``out``) whose expected latency the architecture loss adds
     (:mod:`dartsfast.search.latency_term`) with weight ``latency_weight`` (0: only reported in
     the history) in ``latency_form`` proxyless | constraint | fbnet; ``latency_target_ms``:
-    the constraint's target (fbnet's reference); ``latency_force``: use a table measured for
+    the constraint's target (fbnet's reference); ``latency_dual_lr``: the step size of the
+    constraint's multiplier, which grows while the found network is over the target (dual
+    ascent; 0: λ alone); ``latency_force``: use a table measured for
     another device, dtype, layout or space (:mod:`dartsfast.search.latency_setup`) anyway.
     ``out``: directory for genotype.json, history.json, checkpoint.pt and plots (None = write
     nothing). ``resume``: continue from ``out/checkpoint.pt`` (which must exist).
@@ -89,6 +91,7 @@ class SearchConfig(RunConfig):
     latency_weight: float = 0.0
     latency_target_ms: Optional[float] = None
     latency_form: str = "proxyless"
+    latency_dual_lr: float = 1.0
     latency_force: bool = False
     synthetic_size: int = 2048
     resume: bool = False
@@ -148,6 +151,7 @@ class SearchConfig(RunConfig):
         if self.latency_form not in LATENCY_FORMS:
             raise self._bad("latency_form", f"one of {', '.join(LATENCY_FORMS)}")
         self._check(BOOL, "latency_force")
+        self._check(NON_NEGATIVE_REAL, "latency_dual_lr")
         if self.latency_form == "constraint" and self.latency_target_ms is None:
             raise ValueError("SearchConfig.latency_form 'constraint' needs SearchConfig.latency_target_ms "
                              "(--latency-target MS): it penalises only latency above the target")

@@ -148,6 +148,7 @@ def latency_term_for(config: SearchConfig, device: torch.device, channels_last: 
         n = normal.numel()
         normal, reduce, const = both[:n].view_as(normal), both[n:2 * n].view_as(reduce), both[2 * n:]
     term = LatencyTerm(normal, reduce, config.ops, const_ms=float(const[0]), weight=config.latency_weight,
-                       form=config.latency_form, target_ms=config.latency_target_ms, mode=lut.header["mode"])
+                       form=config.latency_form, target_ms=config.latency_target_ms, mode=lut.header["mode"],
+                       dual_lr=config.latency_dual_lr)
     term.header = dict(lut.header)
     return term.to(device)

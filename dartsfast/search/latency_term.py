@@ -19,8 +19,15 @@ discrete network, which the end of a search compares with a measurement
 Forms (``latency_form``), λ = ``latency_weight``, T = ``latency_target_ms``:
 
 * ``proxyless``: val_loss + λ·E_ms (an additive penalty of the alphas).
-* ``constraint``: val_loss + λ·relu(max(E_ms, D_ms) − T)/T: only latency above the target
-  costs (FBNetV3's resource constraint as a hinge), in units of the target. D_ms is the
+* ``constraint``: val_loss + λ·(relu(x) + μ·x), x = (max(E_ms, D_ms) − T)/T: latency
+  above the target costs (FBNetV3's resource constraint as a hinge, in units of the
+  target), and a multiplier μ ≥ 0 holds it there (dual ascent, ``dual_lr`` = η): after
+  each architecture step μ ← max(0, μ + η·x), so μ grows while the network is over the
+  target and shrinks, still pushing, while it is under. With a fixed λ alone the 2026-12-01
+  sweep's target run met the target at epochs 3-4 and then drifted 4-8% over it: the hinge
+  was off below the target, the validation loss brought Fused-MBConv back, and λ = 1 did
+  not outweigh it again in time. μ is a device buffer updated in place (no host sync),
+  kept in the checkpoint and reported per epoch (``latency_multiplier``). D_ms is the
   table latency of the network the search would hand out now (each node's two strongest
   edges, each with its strongest op but 'none': :meth:`LatencyTerm.derived_ms`, the same
   as ``genotype_latency_ms`` of the derived genotype), passed straight through: its value
@@ -101,7 +108,7 @@ class LatencyTerm(nn.Module):
 
     def __init__(self, normal: torch.Tensor, reduce: torch.Tensor, ops: Sequence[str], *, const_ms: float = 0.0,
                  weight: float = 0.0, form: str = "proxyless", target_ms: Optional[float] = None,
-                 mode: str = "inference") -> None:
+                 mode: str = "inference", dual_lr: float = 0.0) -> None:
         super().__init__()
         if form not in LATENCY_FORMS:
             raise ValueError(f"unknown latency form {form!r}; expected one of {', '.join(LATENCY_FORMS)}")
@@ -113,6 +120,11 @@ class LatencyTerm(nn.Module):
         self.ops, self.form, self.mode = tuple(ops), form, mode
         self.header: dict = {}  # the table's header (latency_term_for fills it): dtype, layout, batch...
         self.weight, self.target_ms, self.const_ms = float(weight), target_ms, float(const_ms)
+        if not (math.isfinite(dual_lr) and dual_lr >= 0):
+            raise ValueError(f"the latency multiplier's step size must be a finite number >= 0, got {dual_lr}")
+        self.dual_lr = float(dual_lr)
+        # The constraint's multiplier μ (0-d): persistent, so a checkpoint carries it.
+        self.register_buffer("multiplier", torch.zeros((), dtype=torch.float64))
         self.register_buffer("normal64", normal.to(torch.float64).clone(), persistent=False)
         self.register_buffer("reduce64", reduce.to(torch.float64).clone(), persistent=False)
         self.register_buffer("normal32", self.normal64.float(), persistent=False)
@@ -150,15 +162,29 @@ class LatencyTerm(nn.Module):
         return self.expected_ms(F.softmax(alphas_normal, dim=-1), F.softmax(alphas_reduce, dim=-1))
 
     def loss(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
-        """The additive term of ``proxyless`` / ``constraint`` (λ included)."""
-        e = self.expected_ms_of(alphas_normal, alphas_reduce)
+        """The additive term of ``proxyless`` / ``constraint`` (λ and the current μ included)."""
         if self.form == "proxyless":
-            return self.weight * e
+            return self.weight * self.expected_ms_of(alphas_normal, alphas_reduce)
         if self.form == "constraint":
-            derived = self.derived_ms(F.softmax(alphas_normal, dim=-1), F.softmax(alphas_reduce, dim=-1))
-            e = e + (torch.maximum(e, derived) - e).detach()
-            return self.weight * torch.relu(e - self.target_ms) / self.target_ms
+            return self._constraint(self.excess(alphas_normal, alphas_reduce))
         raise ValueError("the fbnet latency form multiplies the loss: use wrap_loss")
+
+    def excess(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
+        """x = (max(E_ms, D_ms) − T)/T: the value of the larger, the gradient of the mixture."""
+        e = self.expected_ms_of(alphas_normal, alphas_reduce)
+        derived = self.derived_ms(F.softmax(alphas_normal, dim=-1), F.softmax(alphas_reduce, dim=-1))
+        e = e + (torch.maximum(e, derived) - e).detach()
+        return (e - self.target_ms) / self.target_ms
+
+    def _constraint(self, excess: torch.Tensor) -> torch.Tensor:
+        # A copy of μ: the graph must not hold the buffer that ascend() updates in place.
+        mu = self.multiplier.to(excess.dtype, copy=True)
+        return self.weight * (torch.relu(excess) + mu * excess)
+
+    @torch.no_grad()
+    def ascend(self, excess: torch.Tensor) -> None:
+        """μ ← max(0, μ + η·x), in place on the device."""
+        self.multiplier.copy_((self.multiplier + self.dual_lr * excess.detach()).clamp_min(0))
 
     @torch.no_grad()
     def derived_ms(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor) -> torch.Tensor:
@@ -185,8 +211,15 @@ class LatencyTerm(nn.Module):
         return self.weight > 0
 
     def penalty(self, model) -> torch.Tensor:
-        """``architecture_step``'s ``penalty=`` hook: the additive term of a SearchModel's alphas."""
-        return self.loss(model.arch.alphas_normal, model.arch.alphas_reduce)
+        """``architecture_step``'s ``penalty=`` hook: the additive term of a SearchModel's alphas.
+        It runs once per architecture step, so ``constraint`` steps its multiplier here."""
+        if self.form != "constraint":
+            return self.loss(model.arch.alphas_normal, model.arch.alphas_reduce)
+        excess = self.excess(model.arch.alphas_normal, model.arch.alphas_reduce)
+        value = self._constraint(excess)
+        if self.dual_lr > 0:
+            self.ascend(excess)
+        return value
 
     def wrap_loss(self, loss_fn: LossFn) -> LossFn:
         """``fbnet``: the validation loss times (E_ms / ref)^λ of the model's alphas."""
@@ -220,6 +253,8 @@ class LatencyTerm(nn.Module):
         """The history fields of one epoch."""
         out = {"expected_latency_ms": self.expected_latency_ms(weights_normal, weights_reduce),
                "genotype_latency_ms": self.genotype_latency_ms(genotype), "latency_lut_mode": self.mode}
+        if self.form == "constraint":
+            out["latency_multiplier"] = float(self.multiplier)
         for key in ("expected_latency_ms", "genotype_latency_ms"):
             if not math.isfinite(out[key]):
                 raise FloatingPointError(f"{key} is {out[key]}: the latency table holds a non-finite entry")

@@ -20,7 +20,6 @@ import collections
 import contextlib
 import math
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -39,33 +38,14 @@ from dartsfast.search.config import SearchConfig
 from dartsfast.search.data_setup import build_search_data
 from dartsfast.search.graph_step import GraphedStep, graph_unavailable_reason
 from dartsfast.search.latency_setup import latency_term_for
-from dartsfast.search.latency_term import LatencyTerm
 from dartsfast.search.memory import check_search_fits
-from dartsfast.search.outputs import resume_state, write_epoch_files
+from dartsfast.search.outputs import SearchResult, resume_state, write_epoch_files
 from dartsfast.search.regularizers import beta_decay_loss, beta_decay_weight, sum_penalties
-from dartsfast.search.space import Genotype
 from dartsfast.search.supernet import ArchParams, SearchModel, Supernet
 
 _POSTFIX_EVERY = 25  # steps between progress-bar loss reads (each read is a host sync)
 
 EpochCallback = Callable[[int, dict], None]
-
-
-@dataclass
-class SearchResult:
-    """``genotype``: derived from the final alphas; ``history``: one record per epoch (see
-    :func:`search`); ``model``: the SearchModel (supernet + alphas) after the last epoch."""
-
-    genotype: Genotype
-    history: list
-    model: SearchModel
-    config: SearchConfig
-    out: Optional[str] = None
-    start_epoch: int = 0  # epochs already done when this call began (> 0 after a resume)
-    # For the end-of-search latency measurement (evaluation.search_latency); None without a table:
-    latency: Optional[LatencyTerm] = None
-    input_shape: tuple = (3, 32, 32)  # one image (C, H, W) of the searched data
-    num_classes: int = 10
 
 
 class SearchRun:
@@ -159,6 +139,8 @@ class SearchRun:
             "train_batches": self.train_batches.state_dict(), "val_batches": self.val_batches.state_dict(),
             "rng_cpu": torch.get_rng_state(),
         }
+        if self.latency is not None:
+            state["latency_multiplier"] = self.latency.multiplier.detach().cpu()
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
         return state
@@ -191,6 +173,8 @@ class SearchRun:
         torch.set_rng_state(state["rng_cpu"])
         if self.device.type == "cuda" and "rng_cuda" in state:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        if self.latency is not None and "latency_multiplier" in state:  # older checkpoints: μ = 0
+            self.latency.multiplier.copy_(state["latency_multiplier"])
         self.history, self.epoch = list(state["history"]), int(state["epoch"])
 
     # ------------------------------------------------------------------ one step
@@ -277,7 +261,8 @@ def search(config: Optional[SearchConfig] = None, *, dataset: Optional[ImageData
     process's peak resident set), ``data_wait_s`` (host seconds the steps waited for
     batches: decoding on the streamed path, the gather on the resident one),
     ``skipped_images`` (an image folder's unreadable or undecodable images so far); with
-    ``latency_lut`` also ``expected_latency_ms``, ``genotype_latency_ms``, ``latency_lut_mode``.
+    ``latency_lut`` also ``expected_latency_ms``, ``genotype_latency_ms``, ``latency_lut_mode``
+    (and the constraint form's ``latency_multiplier``).
 
     ``dataset``: a preloaded :class:`~dartsfast.data.ImageDataset` instead of loading
     ``config.dataset``. ``on_epoch_end(epoch, record)`` runs after each epoch's files

@@ -1,6 +1,7 @@
 """The search's latency term (issue 18) on hand-written tables: its value and gradient against
 a hand computation in float64, each form, and the refusal of a table made for another run."""
 import math
+import types
 
 import pytest
 import torch
@@ -134,6 +135,81 @@ def test_constraint_pushes_while_the_derived_network_is_over_the_target():
     torch.testing.assert_close(gn, lam / t.target_ms * de_n, rtol=1e-12, atol=0)
     torch.testing.assert_close(gr, lam / t.target_ms * de_r, rtol=1e-12, atol=0)
     assert gn[:, 0].gt(0).all()  # dsconv (the slow op) pushed down on every edge
+
+
+def test_the_multiplier_grows_over_the_target_and_keeps_pushing_under_it():
+    """Dual ascent by hand: μ ← max(0, μ + η·x) once per architecture step; the term is
+    λ·(relu(x) + μ·x), so under the target it still pushes with λ·μ until μ is spent."""
+    lam, eta = 2.0, 0.5
+    t, _, _ = term(weight=lam, form="constraint", target_ms=1.0, dual_lr=eta)
+    model = types.SimpleNamespace(arch=types.SimpleNamespace(
+        alphas_normal=torch.zeros(14, 3, dtype=torch.float64, requires_grad=True),
+        alphas_reduce=torch.zeros(14, 3, dtype=torch.float64, requires_grad=True)))
+    arch = model.arch
+
+    def excess():
+        wn, wr = torch.softmax(arch.alphas_normal, -1), torch.softmax(arch.alphas_reduce, -1)
+        e, d = t.expected_ms(wn, wr).item(), t.derived_ms(wn, wr).item()
+        return (max(e, d) - t.target_ms) / t.target_ms
+
+    # Over the target twice: μ = η·x₁ after the first step, η·(x₁ + x₂) after the second.
+    t.target_ms = 0.8 * t.derived_ms(*(torch.softmax(a, -1) for a in (arch.alphas_normal, arch.alphas_reduce))).item()
+    mu, seen = 0.0, []
+    for _ in range(2):
+        x = excess()
+        assert x > 0
+        value = t.penalty(model)
+        assert value.item() == pytest.approx(lam * (x + mu * x), rel=1e-12)
+        gn, = torch.autograd.grad(value, [arch.alphas_normal])
+        de_n, = torch.autograd.grad(t.expected_ms_of(arch.alphas_normal, arch.alphas_reduce), [arch.alphas_normal])
+        torch.testing.assert_close(gn, lam * (1 + mu) / t.target_ms * de_n, rtol=1e-12, atol=1e-15)
+        mu = mu + eta * x
+        assert t.multiplier.item() == pytest.approx(mu, rel=1e-12)
+        seen.append(mu)
+    assert seen[1] > seen[0] > 0
+    # Under the target: no hinge, but μ·x still pushes latency down, and μ shrinks by η·|x|.
+    t.target_ms = 100.0
+    x = excess()
+    value = t.penalty(model)
+    assert value.item() == pytest.approx(lam * mu * x, rel=1e-12) and value.item() < 0
+    gn, = torch.autograd.grad(value, [arch.alphas_normal])
+    de_n, = torch.autograd.grad(t.expected_ms_of(arch.alphas_normal, arch.alphas_reduce), [arch.alphas_normal])
+    torch.testing.assert_close(gn, lam * mu / t.target_ms * de_n, rtol=1e-12, atol=1e-15)
+    mu = mu + eta * x
+    assert t.multiplier.item() == pytest.approx(mu, rel=1e-12) and 0 < mu < seen[1]
+    t.target_ms = 1000.0  # far under: μ is spent at once and never goes negative
+    t.penalty(model)
+    assert t.multiplier.item() == 0.0 and mu + eta * excess() < 0
+    # η = 0: λ alone, μ stays 0 (the form before dual ascent).
+    fixed, _, _ = term(weight=lam, form="constraint", target_ms=0.1, dual_lr=0.0)
+    fixed.penalty(model)
+    assert fixed.multiplier.item() == 0.0
+    with pytest.raises(ValueError, match="step size"):
+        term(weight=lam, form="constraint", target_ms=1.0, dual_lr=-1.0)
+
+
+def test_the_multiplier_is_checkpointed_and_reported(tmp_path):
+    """A constraint search resumed after epoch 1 ends with the bits (alphas, μ) of one never stopped."""
+    from dartsfast.search.loop import search
+    from tests.search.test_loop import tiny
+
+    lut = _search_lut(tmp_path / "lut.json", slow_op="dsconv_3x3")
+    common = dict(latency_lut=lut, latency_weight=1.0, latency_form="constraint", latency_target_ms=1.0,
+                  alpha_lr=0.1, epochs=2)
+    whole = search(tiny(tmp_path / "whole", **common))
+
+    def stop(epoch, record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search(tiny(tmp_path / "cut", **common), on_epoch_end=stop)
+    resumed = search(tiny(tmp_path / "cut", resume=True, **common))
+    mus = [r["latency_multiplier"] for r in whole.history]
+    assert 0 < mus[0] < mus[1]  # the slow op's network stays over a 1 ms target: μ keeps growing
+    assert [r["latency_multiplier"] for r in resumed.history] == mus
+    assert torch.equal(resumed.latency.multiplier, whole.latency.multiplier)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_matrices_add_the_per_op_overhead_to_ops_that_run():
