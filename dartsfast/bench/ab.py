@@ -6,7 +6,9 @@ temporary directory, removed afterwards — also on Ctrl-C, SIGTERM or an except
 from its tree, put first on ``sys.path`` (the quick suite needs no compiled extension;
 the full suite's GPU kernels are Triton, which compiles from the tree's sources). Processes
 alternate A B B A per round, each a fresh ``dartsfast bench run`` of one tree, and the
-verdicts come from :mod:`dartsfast.bench.ab_stats`.
+verdicts come from :mod:`dartsfast.bench.ab_stats`. A benchmark slower than the minimum
+effect but within its run's noise is neither passed nor failed on that: it gets more rounds
+of its own (``--only`` it), then its verdict from all its processes.
 
 ``DARTSFAST_BENCH_PLANT_SLOWDOWN`` (:mod:`dartsfast.bench.runner`) reaches the head's
 processes only, so the gate can be checked end to end: base code, planted head.
@@ -31,6 +33,11 @@ from dartsfast.bench.baselines import describe_key, record_key
 from dartsfast.bench.runner import PLANT_ENV
 
 WORKTREE = "worktree"  # --head: the working tree as it is, uncommitted changes included
+# Undecided benchmarks get this many more A B B A rounds: 4 → 8 processes a side shrinks the
+# threshold ~2x (sqrt(1/n) and a tighter upper bound of the spread: df 4 → 12). The first
+# real 10% plant missed (2026-12-01, run 1: +12.2% under a 17.1% threshold from one noisy
+# process); with twice the processes its threshold would have been ~8%.
+ESCALATE_ROUNDS = 2
 CHILD_TIMEOUT_S = 1200  # one `bench run` of the quick suite takes ~20 s; a hang guard, not a speed bound
 # A child imports dartsfast from the tree given first, and refuses to run another copy (an
 # installed dartsfast would otherwise time the wrong code without a word).
@@ -210,11 +217,15 @@ def problems(rows: list[dict], *, allow_missing=False, allow_errors=False, allow
 
 def run_ab(repo: Path, base_ref: str, head_ref: str = WORKTREE, *, suite: str = "quick", rounds: int = 2,
            pairs_scale: float = 1.0, only: tuple = (), min_effect: float = ab_stats.DEFAULT_MIN_EFFECT,
-           k: float = ab_stats.K_SIGMA, allow: dict | None = None, log: Callable[[str], None] = print,
-           run: Callable = run_tree) -> dict:
-    """Check out, time A B B A ``rounds`` times, judge; the report (``exit``: 0, 1 or 2)."""
+           k: float = ab_stats.K_SIGMA, allow: dict | None = None, escalate_rounds: int = ESCALATE_ROUNDS,
+           log: Callable[[str], None] = print, run: Callable = run_tree) -> dict:
+    """Check out, time A B B A ``rounds`` times, judge; then ``escalate_rounds`` more rounds of
+    the undecided benchmarks only (:func:`ab_stats.undecided`) and judge them on all their
+    processes. The report (``exit``: 0, 1 or 2)."""
     if not 1 <= rounds <= 50:
         raise ABError(f"--rounds must be in [1, 50], got {rounds}")
+    if not 0 <= escalate_rounds <= 50:
+        raise ABError(f"--escalate-rounds must be in [0, 50], got {escalate_rounds}")
     started = time.monotonic()
     base = {"ref": base_ref, "commit": resolve(repo, base_ref)}
     if head_ref == WORKTREE:
@@ -225,24 +236,37 @@ def run_ab(repo: Path, base_ref: str, head_ref: str = WORKTREE, *, suite: str = 
     plant = os.environ.get(PLANT_ENV) or None
     docs = {"base": [], "head": []}
     runs = []
+    escalated: list[str] = []
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="dartsfast-ab-out-") as tmp:
         stack.enter_context(_terminate_as_interrupt())
         trees = {"base": stack.enter_context(worktree(repo, base["commit"], log)),
                  "head": repo if head_ref == WORKTREE else stack.enter_context(worktree(repo, head["commit"], log))}
-        for i, side in enumerate(schedule(rounds)):
-            t0 = time.monotonic()
-            doc, error = run(trees[side], Path(tmp) / f"{i:03d}-{side}.json", suite, pairs_scale=pairs_scale,
-                             only=only, plant=plant if side == "head" else None)
-            runs.append({"index": i, "side": side, "seconds": round(time.monotonic() - t0, 1), "error": error})
-            log(f"bench ab: process {i + 1}/{4 * rounds} ({side}) "
-                + (f"FAILED: {error}" if error else f"{runs[-1]['seconds']:.0f} s"))
-            if doc is None:
-                if not docs[side]:  # its first process failed: this tree cannot run the suite at all
-                    raise ABError(f"{side} {base_ref if side == 'base' else head['ref']} ({trees[side]}): "
-                                  f"`dartsfast bench run --suite {suite}` failed: {error}")
-                continue
-            docs[side].append(doc)
-    rows = verdict_rows(docs["base"], docs["head"], min_effect=min_effect, k=k, base_label=base_ref)
+
+        def time_rounds(n: int, names: tuple) -> None:
+            total = len(runs) + 4 * n
+            for side in schedule(n):
+                i, t0 = len(runs), time.monotonic()
+                doc, error = run(trees[side], Path(tmp) / f"{i:03d}-{side}.json", suite, pairs_scale=pairs_scale,
+                                 only=names, plant=plant if side == "head" else None)
+                runs.append({"index": i, "side": side, "seconds": round(time.monotonic() - t0, 1), "error": error,
+                             "only": list(names)})
+                log(f"bench ab: process {i + 1}/{total} ({side}) "
+                    + (f"FAILED: {error}" if error else f"{runs[-1]['seconds']:.0f} s"))
+                if doc is None:
+                    if not docs[side]:  # its first process failed: this tree cannot run the suite at all
+                        raise ABError(f"{side} {base_ref if side == 'base' else head['ref']} ({trees[side]}): "
+                                      f"`dartsfast bench run --suite {suite}` failed: {error}")
+                    continue
+                docs[side].append(doc)
+
+        time_rounds(rounds, only)
+        rows = verdict_rows(docs["base"], docs["head"], min_effect=min_effect, k=k, base_label=base_ref)
+        escalated = list(dict.fromkeys(r["name"] for r in rows if ab_stats.undecided(r, min_effect)))
+        if escalated and escalate_rounds:
+            log(f"bench ab: {', '.join(escalated)}: slower by more than {100 * min_effect:g}% but within the "
+                f"noise; {escalate_rounds} more round(s) of {'it' if len(escalated) == 1 else 'them'}")
+            time_rounds(escalate_rounds, tuple(escalated))
+            rows = verdict_rows(docs["base"], docs["head"], min_effect=min_effect, k=k, base_label=base_ref)
     found = problems(rows, **(allow or {}))
     regression = any(r["verdict"] == "regression" for r in rows)
     code = 2 if found else 1 if regression else 0
@@ -251,6 +275,7 @@ def run_ab(repo: Path, base_ref: str, head_ref: str = WORKTREE, *, suite: str = 
                if regression else "no significant regression")
     classes = sorted({d.get("device_class", "?") for d in docs["base"] + docs["head"]})
     return {"schema": "dartsfast.bench_ab/1", "kind": "bench_ab", "suite": suite, "rounds": rounds,
+            "escalate_rounds": escalate_rounds, "escalated": escalated if escalate_rounds else [],
             "processes": len(runs), "pairs_scale": pairs_scale, "base": base, "head": head, "planted": plant or "",
             "min_effect": min_effect, "k_sigma": k, "device_class": ", ".join(classes),
             "environment": (docs["head"] or docs["base"] or [{}])[0].get("environment", {}),

@@ -91,6 +91,12 @@ def judge(base, head, *, min_effect: float = DEFAULT_MIN_EFFECT, k: float = K_SI
                      float(np.exp(np.median(b))), float(np.exp(np.median(h))))
 
 
+def undecided(row: dict, min_effect: float = DEFAULT_MIN_EFFECT) -> bool:
+    """A verdict row slower by more than ``min_effect`` yet under its threshold: the run's noise,
+    not the code, passed it, and more processes could still flag it."""
+    return row.get("verdict") == "ok" and row.get("change") is not None and row["change"] > min_effect
+
+
 def format_markdown(report: dict) -> str:
     """The report as Markdown: what was compared, one row per benchmark, the problems, the outcome."""
     base, head = report["base"], report["head"]
@@ -100,7 +106,9 @@ def format_markdown(report: dict) -> str:
              f"Suite {report['suite']}, {report['rounds']} round(s) of A B B A ({report['processes']} processes), "
              f"device class {report.get('device_class', '?')}, {report['seconds']:.0f} s. change = head / base − 1 "
              f"of the medians of each side's calibrated ratios; threshold = max({100 * report['min_effect']:g}%, "
-             f"{report['k_sigma']:g} × standard error from the spread between processes).", "",
+             f"{report['k_sigma']:g} × standard error from the spread between processes)."
+             + (f" Undecided, given {report['escalate_rounds']} more round(s): {', '.join(report['escalated'])}."
+                if report.get("escalated") else ""), "",
              "| benchmark | base | head | change | 95% interval | threshold | spread | verdict | note |",
              "|---|---|---|---|---|---|---|---|---|"]
 

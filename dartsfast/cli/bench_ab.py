@@ -35,6 +35,9 @@ def add_subparsers(sub) -> None:
                    help="commit to judge, or 'worktree' (default): the working tree, uncommitted changes included")
     a.add_argument("--suite", choices=("quick", "full"), default="quick")
     a.add_argument("--rounds", type=positive_int, default=2, help="A B B A rounds (default 2: 4 processes per side)")
+    a.add_argument("--escalate-rounds", type=int, default=ab.ESCALATE_ROUNDS,
+                   help="more rounds, of them only, for benchmarks slower than --min-effect but within the noise "
+                        f"(default {ab.ESCALATE_ROUNDS}; 0: judge on the first rounds alone)")
     a.add_argument("--pairs-scale", type=positive_float, default=1.0, help="scale every benchmark's pair count")
     a.add_argument("--only", type=name_list, default=[], help="comma-separated benchmark names (default: all)")
     a.add_argument("--min-effect", type=fraction, default=ab_stats.DEFAULT_MIN_EFFECT,
@@ -61,7 +64,7 @@ def run_ab(args: argparse.Namespace) -> int:
     base = args.base if args.base is not None else ab.read_base_ref(args.base_file)
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
     report = ab.run_ab(repo, base, args.head, suite=args.suite, rounds=args.rounds, pairs_scale=args.pairs_scale,
-                       only=tuple(args.only), min_effect=args.min_effect,
+                       only=tuple(args.only), min_effect=args.min_effect, escalate_rounds=args.escalate_rounds,
                        allow=dict(allow_missing=args.allow_missing, allow_errors=args.allow_errors,
                                   allow_incomparable=args.allow_incomparable), log=log)
     markdown = ab_stats.format_markdown(report)

@@ -149,6 +149,69 @@ def test_a_base_that_cannot_run_the_suite_is_named(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("dartsfast-ab-*"))
 
 
+@needs_history
+@pytest.mark.parametrize("escalate", [2, 0])
+def test_an_undecided_slowdown_gets_more_rounds_of_its_own(tmp_path, monkeypatch, escalate):
+    """dwconv_se +10% in noisy first rounds (3% between processes): under its threshold, yet
+    over the 6% minimum, so undecided; two more rounds of it alone (``--only``), quiet, and
+    all its 8 processes a side flag it. Without escalation the noise passes it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    noisy = {"base": iter([1.00, 1.03, 0.97, 1.01]), "head": iter([1.10, 1.13, 1.07, 1.11])}
+    calls = []
+
+    def run(tree, out, suite, *, only=(), plant=None, **kw):
+        side = "base" if tree != REPO else "head"
+        calls.append((side, tuple(only)))
+        first = not only
+        names = NAMES if first else only
+        slow = next(noisy[side]) if first else (1.10 if side == "head" else 1.00) * (1 + 1e-3 * len(calls) % 3)
+        return _doc({n: slow if n == "dwconv_se/forward" else 1.0 + 1e-3 * (len(calls) % 3) for n in names}), ""
+
+    first = ab_stats.judge([1.00, 1.03, 0.97, 1.01], [1.10, 1.13, 1.07, 1.11], bootstrap=False)
+    assert first.verdict == "ok" and first.change > 0.06  # the premise: undecided after the first rounds
+    report = ab.run_ab(REPO, OLD_COMMIT, rounds=2, escalate_rounds=escalate, run=run, log=lambda s: None)
+    row = next(r for r in report["rows"] if r["name"] == "dwconv_se/forward")
+    if escalate:
+        assert [c[1] for c in calls[8:]] == [("dwconv_se/forward",)] * 8 and report["processes"] == 16
+        assert report["escalated"] == ["dwconv_se/forward"] and "Undecided" in ab_stats.format_markdown(report)
+        assert row["n_base"] == row["n_head"] == 8 and row["verdict"] == "regression" and report["exit"] == 1
+        others = [r for r in report["rows"] if r["name"] != "dwconv_se/forward"]
+        assert all(r["n_base"] == 4 and r["verdict"] == "ok" for r in others)
+    else:
+        assert report["processes"] == 8 and report["escalated"] == [] and row["verdict"] == "ok"
+        assert report["exit"] == 0
+    assert ab_stats.undecided(row) is (not escalate)
+    assert not list(tmp_path.glob("dartsfast-ab-*"))
+
+
+def _two_stage(rng, sigma, slow, n_runs, burst_p, escalate_per_side=4):
+    """The gate's decision on synthetic timings: judge 4 processes a side; an undecided one
+    gets ``escalate_per_side`` more a side, judged on all."""
+    flagged = 0
+    for _ in range(n_runs):
+        b, h = _simulate(rng, sigma, slow, 1, burst_p=burst_p)
+        j = ab_stats.judge(b[0], h[0], bootstrap=False)
+        if ab_stats.undecided({"verdict": j.verdict, "change": j.change}) and escalate_per_side:
+            b2, h2 = _simulate(rng, sigma, slow, 1, per_side=escalate_per_side, burst_p=burst_p)
+            j = ab_stats.judge(np.concatenate([b[0], b2[0]]), np.concatenate([h[0], h2[0]]), bootstrap=False)
+        flagged += j.verdict == "regression"
+    return flagged / n_runs
+
+
+@pytest.mark.parametrize("sigma, burst_p", [(0.02, 0.0), (0.02, 0.02)])
+def test_escalation_raises_detection_and_keeps_false_alarms_at_zero(sigma, burst_p):
+    """At twice the quick suite's usual noise (2% between processes; the 10% plant's miss of
+    2026-12-01 had 2.3%), also with 2% of processes hit by a 25% burst of load, the first 4
+    processes a side flag a 10% slowdown in ~60-70% of runs; the undecided ones' 4 more bring
+    it to ≥ 95% (the issue asks 19 of 20), with no A/A false alarm in 400 runs. (Measured, not
+    met: 3% noise, 0.72; 2% with 5% bursts, 0.91 — two bursts among a side's processes.)"""
+    rng = np.random.default_rng(190)
+    once = {slow: _two_stage(rng, sigma, slow, 400, burst_p, escalate_per_side=0) for slow in (0.0, 0.10)}
+    twice = {slow: _two_stage(rng, sigma, slow, 400, burst_p) for slow in (0.0, 0.10, 0.20)}
+    assert twice[0.0] == 0 and twice[0.10] >= 0.95 and twice[0.20] >= 0.99, (once, twice)
+    assert twice[0.10] > once[0.10] and once[0.0] == 0
+
+
 # ----------------------------------------------------------------------------- real worktrees
 
 def _worktrees():
@@ -213,6 +276,7 @@ def test_ctrl_c_on_the_command_removes_its_worktree(tmp_path):
     (["--base-file", "/nonexistent/base-ref"], "--base-file /nonexistent/base-ref"),
     (["--base", "HEAD", "--rounds", "0"], "expected a positive integer"),
     (["--base", "HEAD", "--min-effect", "x"], "expected a fraction"),
+    (["--base", "HEAD", "--escalate-rounds", "-1"], "--escalate-rounds must be in [0, 50], got -1"),
     ([], "one of the arguments --base --base-file is required"),
 ])
 def test_cli_errors_exit_2(capsys, args, message):
