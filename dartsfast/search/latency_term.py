@@ -19,22 +19,24 @@ discrete network, which the end of a search compares with a measurement
 Forms (``latency_form``), λ = ``latency_weight``, T = ``latency_target_ms``:
 
 * ``proxyless``: val_loss + λ·E_ms (an additive penalty of the alphas).
-* ``constraint``: val_loss + λ·(relu(x) + μ·x), x = (max(E_ms, D_ms) − T)/T: latency
-  above the target costs (FBNetV3's resource constraint as a hinge, in units of the
-  target), and a multiplier μ ≥ 0 holds it there (dual ascent, ``dual_lr`` = η): after
-  each architecture step μ ← max(0, μ + η·x), so μ grows while the network is over the
-  target and shrinks, still pushing, while it is under. With a fixed λ alone the 2026-12-01
-  sweep's target run met the target at epochs 3-4 and then drifted 4-8% over it: the hinge
-  was off below the target, the validation loss brought Fused-MBConv back, and λ = 1 did
-  not outweigh it again in time. μ is a device buffer updated in place (no host sync),
-  kept in the checkpoint and reported per epoch (``latency_multiplier``). D_ms is the
-  table latency of the network the search would hand out now (each node's two strongest
-  edges, each with its strongest op but 'none': :meth:`LatencyTerm.derived_ms`, the same
-  as ``genotype_latency_ms`` of the derived genotype), passed straight through: its value
-  decides whether and by how much the hinge is active, E_ms's gradient moves the alphas.
-  On the mixture alone the hinge stopped pushing once the mixture met the target, while
-  the argmax network was still 9% above it (the 2026-12-01 sweep's target run: measured
-  1.345x the target).
+* ``constraint``: val_loss + λ·(1 + μ)·relu(x), x = (D_ms − T)/T: only the latency of the
+  network the search would hand out now, above the target, costs (FBNetV3's resource
+  constraint as a hinge, in units of the target). D_ms is that network's table latency
+  (each node's two strongest edges, each with its strongest op but 'none':
+  :meth:`LatencyTerm.derived_ms`, the same as ``genotype_latency_ms`` of the derived
+  genotype), passed straight through: its value decides whether and how hard the hinge
+  pushes, E_ms's gradient moves the alphas. A multiplier μ ≥ 0 holds the target (dual
+  ascent, ``dual_lr`` = η): after each architecture step μ ← max(0, μ + η·clip(x, ±1)), so
+  it grows while the network is over the target and shrinks while it is under. μ is a
+  device buffer updated in place (no host sync), kept in the checkpoint and reported per
+  epoch (``latency_multiplier``). What the 2026-12-01 sweeps' target runs taught: on the
+  mixture alone the hinge stopped once the mixture met the target while the network was 9%
+  over it (measured 1.345x the target); on max(mixture, network) with a fixed λ the network
+  met the target at epochs 3-4 and drifted 4-8% over as the validation loss won again;
+  the Lagrangian λ·(relu(x) + μ·x) on max(mixture, network) collapsed: the first epoch's
+  excess (a network 2.9x the target) took μ to 17, the mixture stayed over the target
+  after the network was under it, and μ·x pushed on to 0.59x the target, every op a
+  skip_connect, validation accuracy 0.40.
 * ``fbnet``: val_loss · (E_ms / ref)^λ, ref = T if given, else E_ms at uniform alphas
   (fixed when the search starts). FBNet's own CE·α·log(LAT)^β is not used as written: with
   α = λ the factor λ multiplies the whole gradient and Adam (the alphas' optimiser) divides
@@ -170,21 +172,23 @@ class LatencyTerm(nn.Module):
         raise ValueError("the fbnet latency form multiplies the loss: use wrap_loss")
 
     def excess(self, alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor) -> torch.Tensor:
-        """x = (max(E_ms, D_ms) − T)/T: the value of the larger, the gradient of the mixture."""
+        """x = (D_ms − T)/T: the derived network's value, the mixture's gradient."""
         e = self.expected_ms_of(alphas_normal, alphas_reduce)
         derived = self.derived_ms(F.softmax(alphas_normal, dim=-1), F.softmax(alphas_reduce, dim=-1))
-        e = e + (torch.maximum(e, derived) - e).detach()
+        e = e + (derived - e).detach()
         return (e - self.target_ms) / self.target_ms
 
     def _constraint(self, excess: torch.Tensor) -> torch.Tensor:
         # A copy of μ: the graph must not hold the buffer that ascend() updates in place.
         mu = self.multiplier.to(excess.dtype, copy=True)
-        return self.weight * (torch.relu(excess) + mu * excess)
+        return self.weight * (1 + mu) * torch.relu(excess)
 
     @torch.no_grad()
     def ascend(self, excess: torch.Tensor) -> None:
-        """μ ← max(0, μ + η·x), in place on the device."""
-        self.multiplier.copy_((self.multiplier + self.dual_lr * excess.detach()).clamp_min(0))
+        """μ ← max(0, μ + η·clip(x, ±1)), in place on the device: a network far over the target
+        at the start (uniform alphas) must not build a multiplier that outlasts it."""
+        step = self.dual_lr * excess.detach().clamp(-1.0, 1.0)
+        self.multiplier.copy_((self.multiplier + step).clamp_min(0))
 
     @torch.no_grad()
     def derived_ms(self, weights_normal: torch.Tensor, weights_reduce: torch.Tensor) -> torch.Tensor:
