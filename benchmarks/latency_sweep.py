@@ -251,7 +251,13 @@ def main() -> None:
     p.add_argument("--min-time-s", type=float, default=1.0, help="seconds of timed calls per network (all rounds)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved passes over the networks at the end")
     p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--remeasure-only", action="store_true",
+                   help="no searches: time the networks of OUT/sweep.json again (--rounds, --min-time-s, "
+                        "--repeats) and write OUT/remeasured.{json,md} beside it, e.g. when the sweep's own "
+                        "rounds fell in a burst of load")
     args = p.parse_args()
+    if args.remeasure_only:
+        return remeasure_saved(args)
     if args.weights != sorted(args.weights) or len(args.weights) < 2:
         p.error(f"--weights must be at least two ascending values, got {args.weights}")
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
@@ -281,11 +287,32 @@ def main() -> None:
            "per_op_ms": per_op, "sweep": sweep, "target_run": target_run,
            "total_s": time.perf_counter() - t0}
     doc["checks"] = checks(sweep, target_run)
-    write_json(os.path.join(args.out, "sweep.json"), doc)
-    text = markdown(doc)
-    atomic_write(os.path.join(args.out, "sweep.md"), lambda f: f.write(text.encode()))
+    write_report(doc, args.out, "sweep")
     plot(doc, os.path.join(args.out, "sweep.png"))
+
+
+def write_report(doc: dict, out: str, name: str) -> None:
+    write_json(os.path.join(out, f"{name}.json"), doc)
+    text = markdown(doc)
+    atomic_write(os.path.join(out, f"{name}.md"), lambda f: f.write(text.encode()))
     print(text)
+
+
+def remeasure_saved(args) -> None:
+    """``--remeasure-only``: the saved sweep's networks timed again under this call's rounds;
+    the searches' settings (layers, channels, threads) come from the saved document."""
+    with open(os.path.join(args.out, "sweep.json")) as fh:
+        doc = json.load(fh)
+    settings = argparse.Namespace(**{**doc["settings"], "rounds": args.rounds, "repeats": args.repeats,
+                                     "min_time_s": args.min_time_s})
+    with open(os.path.join(args.out, doc["lut"])) as fh:
+        header = json.load(fh)["header"]
+    t0 = time.perf_counter()
+    remeasure(settings, doc["sweep"] + ([doc["target_run"]] if doc["target_run"] else []), header)
+    doc.update(settings=vars(settings), environment=environment_info("cpu"), total_s=time.perf_counter() - t0)
+    doc["checks"] = checks(doc["sweep"], doc["target_run"])
+    write_report(doc, args.out, "remeasured")
+    plot(doc, os.path.join(args.out, "remeasured.png"))
 
 
 if __name__ == "__main__":
