@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from dartsfast.search.recompute import running_stats_frozen
+from dartsfast.search.recompute import alphas_only_backward, running_stats_frozen
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -34,8 +34,9 @@ def first_order_hypergradient(model, loss_fn: LossFn, x_val, y_val) -> list[torc
     """∇α L_val(w, α), without touching the weights' ``.grad``."""
     alphas = model.alphas()
     loss = loss_fn(model, x_val, y_val)
-    return [torch.zeros_like(a) if g is None else g
-            for a, g in zip(alphas, torch.autograd.grad(loss, alphas, allow_unused=True))]
+    with alphas_only_backward():  # lean memory: the recomputation skips what the alphas do not need
+        grads = torch.autograd.grad(loss, alphas, allow_unused=True)
+    return [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads)]
 
 
 # The weight lists below hold ~3,300 small tensors (seed configuration), so every update is
@@ -99,7 +100,8 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
                 torch._foreach_copy_(weights, torch._foreach_add(saved, shift))
             with running_stats_frozen(model):
                 loss = loss_fn(model, x_train, y_train)
-            g_alpha = torch.autograd.grad(loss, alphas, allow_unused=True)
+            with alphas_only_backward():
+                g_alpha = torch.autograd.grad(loss, alphas, allow_unused=True)
             hessian.append([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, g_alpha)])
         # With a loss scale S, v and the differenced gradients both carry S (ε carries 1/S),
         # so the product term carries S² and is divided by S once to match d_alpha's S.

@@ -9,10 +9,12 @@ graph and differentiates that. The unit is the finest one that holds a weighted 
 that the sum's backward reads recomputed candidate outputs: an edge (a MixedOp) of the
 per-edge cell; the whole cell when edges are batched, since a batched state's fan-out
 feeds every node. Measured at the seed configuration, per-edge cells, 2 threads, CPU: a
-step's peak of live tensor bytes 7883 -> 410 MiB (0.05x), peak RSS 10.3 -> 3.5-3.7 GB
-(glibc keeps freed blocks), step time 1.38x (a second forward of every candidate); at
+step's peak of live tensor bytes 7883 -> 410 MiB (0.05x), peak RSS 10.1 -> 3.1-3.2 GB
+(glibc keeps freed blocks), step time 1.16x median, 1.29x fastest (a second forward of
+every candidate; the architecture pass's recomputation skips what the alphas do not need,
+:func:`alphas_only_backward`: 1.38x before); at
 CIFAR-10 shapes batched cells keep 0.23x per image (one whole cell is alive in its
-backward) (benchmarks/results/2026-12-01-cpu-lean-memory, 2026-12-01-cpu-search-capacity).
+backward) (benchmarks/results/2026-12-01-cpu-lean-memory, -lean-alphas-only, -search-capacity).
 
 Why a Function of our own rather than ``torch.utils.checkpoint``: checkpoint's
 non-reentrant hooks detach every tensor they save, 19,880 of the 46,278 aten ops of a
@@ -100,6 +102,45 @@ def running_stats_held(model: nn.Module):
     return replay
 
 
+# > 0 inside :func:`alphas_only_backward`. A plain module global, not thread-local: the
+# autograd engine runs CUDA backward on its own device threads.
+_ALPHAS_ONLY = 0
+# Whether the engine will run a (non-leaf) node in the current backward; private, so only
+# where this torch has it (2.x does). Without it the recomputation does all its work.
+_will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+
+
+@contextlib.contextmanager
+def alphas_only_backward() -> Iterator[None]:
+    """Backward passes started inside differentiate only leaf tensors that are no parameter of
+    a recomputed module (an architecture step: the alphas), so the recomputation computes
+    only what reaches them, as fast mode's engine does: no parameter gradients (a
+    convolution's weight gradient costs about what its forward does) and no input gradient
+    the engine will not use (the stem's output, whose parameters are not asked for). A
+    custom backward cannot learn this itself: ``needs_input_grad`` is fixed at forward, and
+    the engine says whether it runs a node but not whether a non-leaf is a requested input."""
+    global _ALPHAS_ONLY
+    _ALPHAS_ONLY += 1
+    try:
+        yield
+    finally:
+        _ALPHAS_ONLY -= 1
+
+
+def _wanted(ctx) -> list[bool]:
+    """Per input of :class:`_Recompute` (after module and count): whether backward computes its gradient."""
+    needs = list(ctx.needs_input_grad[2:])
+    if not _ALPHAS_ONLY:
+        return needs
+    inputs = len(needs) - len(ctx.params)
+    needs[inputs:] = [False] * len(ctx.params)
+    if _will_execute is not None:
+        for i, t in enumerate(ctx.saved_tensors):
+            if needs[i] and t is not None and t.grad_fn is not None:
+                needs[i] = _will_execute(t.grad_fn)
+    return needs
+
+
 def _autocast_state() -> list[tuple[str, bool, torch.dtype]]:
     return [(d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cuda", "cpu")]
 
@@ -121,7 +162,7 @@ class _Recompute(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # a gradient of this gradient would silently miss the recomputation
     def backward(ctx, grad_out):
-        needs = ctx.needs_input_grad[2:]
+        needs = _wanted(ctx)
         inputs = [t if t is None else t.detach().requires_grad_(need)
                   for t, need in zip(ctx.saved_tensors, needs)]
         with contextlib.ExitStack() as stack:

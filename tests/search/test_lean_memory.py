@@ -1,5 +1,7 @@
 """Lean memory mode (issue 16): each cell recomputed in backward gives the same search as
 keeping its activations, updates BatchNorm's running statistics once, and keeps less."""
+import contextlib
+
 import pytest
 import torch
 
@@ -195,3 +197,47 @@ def test_a_gradient_of_a_lean_gradient_is_refused():
     (grad,) = torch.autograd.grad(net(x, w, w).square().mean(), w, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         grad.sum().backward()
+
+
+class _WeightGradients(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts convolution backwards by whether they compute the weight's gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.with_weight = self.without_weight = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default:
+            if args[-1][1]:  # output_mask: (input, weight, bias)
+                self.with_weight += 1
+            else:
+                self.without_weight += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_an_alphas_only_backward_skips_the_recomputed_weight_gradients():
+    """Inside alphas_only_backward (the architecture step) lean backward runs the convolution
+    backwards fast mode's autograd.grad(loss, w) runs — none with a weight gradient, none
+    for the stem's output — with the same gradients; outside it every parameter still gets
+    its gradient."""
+    from dartsfast.search.recompute import alphas_only_backward
+
+    net, x, w = _net_and_inputs(4, 3, 4, 8)
+    grads, counts = {}, {}
+    for memory, unneeded in (("fast", False), ("lean", False), ("lean", True)):
+        net.memory = memory
+        mode = _WeightGradients()
+        with mode, (alphas_only_backward() if unneeded else contextlib.nullcontext()):
+            grads[memory, unneeded] = torch.autograd.grad(net(x, w, w).square().mean(), w)[0]
+        counts[memory, unneeded] = (mode.with_weight, mode.without_weight)
+    assert counts["fast", False][0] == 0 < counts["fast", False][1]  # the engine prunes them in fast mode
+    assert counts["lean", False][0] > 0  # without the hint lean computes them (and throws them away)
+    assert counts["lean", True] == counts["fast", False]
+    assert torch.equal(grads["lean", True], grads["lean", False])
+    torch.testing.assert_close(grads["lean", True], grads["fast", False], rtol=1e-5, atol=1e-7)
+    net.memory = "lean"  # outside the context a full backward still reaches every parameter
+    with alphas_only_backward():
+        pass
+    net.zero_grad(set_to_none=True)
+    net(x, w, w).square().mean().backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
