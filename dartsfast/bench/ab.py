@@ -261,8 +261,9 @@ def run_ab(repo: Path, base_ref: str, head_ref: str = WORKTREE, *, suite: str = 
 
         time_rounds(rounds, only)
         rows = verdict_rows(docs["base"], docs["head"], min_effect=min_effect, k=k, base_label=base_ref)
-        escalated = list(dict.fromkeys(r["name"] for r in rows if ab_stats.undecided(r, min_effect)))
-        if escalated and escalate_rounds:
+        if escalate_rounds:
+            escalated = list(dict.fromkeys(r["name"] for r in rows if ab_stats.undecided(r, min_effect)))
+        if escalated:
             log(f"bench ab: {', '.join(escalated)}: slower by more than {100 * min_effect:g}% but within the "
                 f"noise; {escalate_rounds} more round(s) of {'it' if len(escalated) == 1 else 'them'}")
             time_rounds(escalate_rounds, tuple(escalated))
@@ -275,7 +276,7 @@ def run_ab(repo: Path, base_ref: str, head_ref: str = WORKTREE, *, suite: str = 
                if regression else "no significant regression")
     classes = sorted({d.get("device_class", "?") for d in docs["base"] + docs["head"]})
     return {"schema": "dartsfast.bench_ab/1", "kind": "bench_ab", "suite": suite, "rounds": rounds,
-            "escalate_rounds": escalate_rounds, "escalated": escalated if escalate_rounds else [],
+            "escalate_rounds": escalate_rounds, "escalated": escalated,
             "processes": len(runs), "pairs_scale": pairs_scale, "base": base, "head": head, "planted": plant or "",
             "min_effect": min_effect, "k_sigma": k, "device_class": ", ".join(classes),
             "environment": (docs["head"] or docs["base"] or [{}])[0].get("environment", {}),

@@ -54,8 +54,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--latency-target", type=number, default=None, metavar="MS",
                    help="target latency in ms (constraint: penalise only above it; fbnet: the reference)")
     s.add_argument("--latency-form", choices=LATENCY_FORMS, default="proxyless",
-                   help="proxyless: + lambda*E[ms]; constraint: + lambda*(relu(x)+mu*x), x=(E-T)/T; "
-                        "fbnet: loss*(E/ref)^lambda")
+                   help="proxyless: + lambda*E[ms]; constraint: + lambda*(1+mu)*relu(x), x=(D-T)/T, D the derived "
+                        "network's latency; fbnet: loss*(E/ref)^lambda")
     s.add_argument("--latency-dual-lr", type=number, default=1.0, metavar="ETA",
                    help="constraint: step size of the multiplier that grows while the found network is over "
                         "the target and shrinks below it (dual ascent); 0 = lambda alone (default 1)")
