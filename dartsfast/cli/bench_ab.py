@@ -36,7 +36,9 @@ def add_subparsers(sub) -> None:
     a.add_argument("--suite", choices=("quick", "full"), default="quick")
     a.add_argument("--rounds", type=positive_int, default=2, help="A B B A rounds (default 2: 4 processes per side)")
     a.add_argument("--escalate-rounds", type=int, default=ab.ESCALATE_ROUNDS,
-                   help="more rounds, of them only, for benchmarks slower than --min-effect but within the noise "
+                   help="at most this many more rounds, of them only and "
+                        f"{ab.ESCALATE_STEP} at a time until decided, for benchmarks slower than "
+                        f"{ab_stats.UNDECIDED_FRACTION:g} x --min-effect but within the noise "
                         f"(default {ab.ESCALATE_ROUNDS}; 0: judge on the first rounds alone)")
     a.add_argument("--pairs-scale", type=positive_float, default=1.0, help="scale every benchmark's pair count")
     a.add_argument("--only", type=name_list, default=[], help="comma-separated benchmark names (default: all)")

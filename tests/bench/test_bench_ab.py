@@ -149,31 +149,44 @@ def test_a_base_that_cannot_run_the_suite_is_named(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("dartsfast-ab-*"))
 
 
-@needs_history
-@pytest.mark.parametrize("escalate", [2, 0])
-def test_an_undecided_slowdown_gets_more_rounds_of_its_own(tmp_path, monkeypatch, escalate):
-    """dwconv_se +10% in noisy first rounds (3% between processes): under its threshold, yet
-    over the 6% minimum, so undecided; two more rounds of it alone (``--only``), quiet, and
-    all its 8 processes a side flag it. Without escalation the noise passes it."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    noisy = {"base": iter([1.00, 1.03, 0.97, 1.01]), "head": iter([1.10, 1.13, 1.07, 1.11])}
-    calls = []
+def _escalating_run(head_slow: float, noisy_steps: int, calls: list):
+    """A fake ``bench run``: every process's values; dwconv_se/forward ``head_slow`` slower in
+    head, with 3% between processes in the first rounds and 6% in the first ``noisy_steps``
+    escalation steps (undecided), quiet (0.1%) after them."""
+    def noisy(i, a):
+        return (1.00, 1 + a, 1 - a, 1.01)[i % 4]
 
     def run(tree, out, suite, *, only=(), plant=None, **kw):
         side = "base" if tree != REPO else "head"
         calls.append((side, tuple(only)))
-        first = not only
-        names = NAMES if first else only
-        slow = next(noisy[side]) if first else (1.10 if side == "head" else 1.00) * (1 + 1e-3 * len(calls) % 3)
+        step = 0 if not only else 1 + (sum(1 for _, o in calls if o) - 1) // 8  # 8 processes a step
+        quiet = 1.0 + 1e-3 * (len(calls) % 3)
+        base_value = noisy(len(calls), 0.03 if step == 0 else 0.06) if step <= noisy_steps else quiet
+        slow = base_value * (1 + head_slow if side == "head" else 1.0)
+        names = only or NAMES
         return _doc({n: slow if n == "dwconv_se/forward" else 1.0 + 1e-3 * (len(calls) % 3) for n in names}), ""
+    return run
 
-    first = ab_stats.judge([1.00, 1.03, 0.97, 1.01], [1.10, 1.13, 1.07, 1.11], bootstrap=False)
+
+@needs_history
+@pytest.mark.parametrize("escalate", [6, 0])
+def test_an_undecided_slowdown_gets_more_rounds_of_its_own(tmp_path, monkeypatch, escalate):
+    """dwconv_se +10% in noisy first rounds (3% between processes): under its threshold, yet
+    over 3/4 of the 6% minimum, so undecided; two more rounds of it alone (``--only``), quiet,
+    and all its 8 processes a side flag it — no further rounds. Without escalation the noise
+    passes it."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = ab_stats.judge([1.00, 1.03, 0.97, 1.01], [1.10, 1.133, 1.067, 1.111], bootstrap=False)
     assert first.verdict == "ok" and first.change > 0.06  # the premise: undecided after the first rounds
-    report = ab.run_ab(REPO, OLD_COMMIT, rounds=2, escalate_rounds=escalate, run=run, log=lambda s: None)
+    calls = []
+    report = ab.run_ab(REPO, OLD_COMMIT, rounds=2, escalate_rounds=escalate, run=_escalating_run(0.10, 0, calls),
+                       log=lambda s: None)
     row = next(r for r in report["rows"] if r["name"] == "dwconv_se/forward")
     if escalate:
         assert [c[1] for c in calls[8:]] == [("dwconv_se/forward",)] * 8 and report["processes"] == 16
-        assert report["escalated"] == ["dwconv_se/forward"] and "Undecided" in ab_stats.format_markdown(report)
+        assert report["escalation"] == [{"names": ["dwconv_se/forward"], "rounds": 2}]
+        assert report["escalated"] == ["dwconv_se/forward"]
+        assert "dwconv_se/forward (2 rounds)" in ab_stats.format_markdown(report)
         assert row["n_base"] == row["n_head"] == 8 and row["verdict"] == "regression" and report["exit"] == 1
         others = [r for r in report["rows"] if r["name"] != "dwconv_se/forward"]
         assert all(r["n_base"] == 4 and r["verdict"] == "ok" for r in others)
@@ -184,32 +197,58 @@ def test_an_undecided_slowdown_gets_more_rounds_of_its_own(tmp_path, monkeypatch
     assert not list(tmp_path.glob("dartsfast-ab-*"))
 
 
-def _two_stage(rng, sigma, slow, n_runs, burst_p, escalate_per_side=4):
-    """The gate's decision on synthetic timings: judge 4 processes a side; an undecided one
-    gets ``escalate_per_side`` more a side, judged on all."""
-    flagged = 0
-    for _ in range(n_runs):
-        b, h = _simulate(rng, sigma, slow, 1, burst_p=burst_p)
-        j = ab_stats.judge(b[0], h[0], bootstrap=False)
-        if ab_stats.undecided({"verdict": j.verdict, "change": j.change}) and escalate_per_side:
-            b2, h2 = _simulate(rng, sigma, slow, 1, per_side=escalate_per_side, burst_p=burst_p)
-            j = ab_stats.judge(np.concatenate([b[0], b2[0]]), np.concatenate([h[0], h2[0]]), bootstrap=False)
-        flagged += j.verdict == "regression"
-    return flagged / n_runs
+@needs_history
+@pytest.mark.parametrize("cap, steps, verdict", [(6, [2, 2], "regression"), (3, [2, 1], "ok")])
+def test_escalation_goes_on_while_undecided_up_to_its_cap(tmp_path, monkeypatch, cap, steps, verdict):
+    """Still noisy after the first escalation step: another step, until the benchmark is
+    decided (cap 6: flagged after the second step, 4 rounds, not all 6) or the cap is spent
+    (cap 3: 2 + 1 rounds, still undecided, passed: the report says it was given them)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    calls = []
+    report = ab.run_ab(REPO, OLD_COMMIT, rounds=2, escalate_rounds=cap,
+                       run=_escalating_run(0.10, 1 if verdict == "regression" else 9, calls), log=lambda s: None)
+    row = next(r for r in report["rows"] if r["name"] == "dwconv_se/forward")
+    assert [s["rounds"] for s in report["escalation"]] == steps
+    assert report["processes"] == 8 + 4 * sum(steps) and row["n_head"] == 4 + 2 * sum(steps)
+    assert row["verdict"] == verdict and report["exit"] == (verdict == "regression")
+    assert f"dwconv_se/forward ({sum(steps)} rounds)" in ab_stats.format_markdown(report)
 
 
-@pytest.mark.parametrize("sigma, burst_p", [(0.02, 0.0), (0.02, 0.02)])
+def test_undecided_needs_a_change_over_three_quarters_of_the_minimum_and_a_noisy_threshold():
+    row = {"verdict": "ok", "change": 0.05, "threshold": 0.12}
+    assert ab_stats.undecided(row)
+    assert not ab_stats.undecided({**row, "change": 0.04})  # under 4.5%
+    assert not ab_stats.undecided({**row, "threshold": 0.06})  # the minimum effect, not the noise, set it
+    assert not ab_stats.undecided({**row, "verdict": "regression"})
+    assert not ab_stats.undecided({"verdict": "new", "change": None, "threshold": None})
+
+
+def _gate(rng, sigma, slow, burst_p, cap):
+    """The gate's decision on synthetic timings, independently of ``run_ab``: judge 4 processes
+    a side; while undecided and under ``cap`` rounds, 2 more rounds (4 processes a side)."""
+    b, h = _simulate(rng, sigma, slow, 1, burst_p=burst_p)
+    b, h = b[0], h[0]
+    j, spent = ab_stats.judge(b, h, bootstrap=False), 0
+    while spent < cap and j.verdict == "ok" and j.change > 0.045 and j.threshold > 0.0600001:
+        b2, h2 = _simulate(rng, sigma, slow, 1, per_side=4, burst_p=burst_p)
+        b, h, spent = np.concatenate([b, b2[0]]), np.concatenate([h, h2[0]]), spent + 2
+        j = ab_stats.judge(b, h, bootstrap=False)
+    return j.verdict == "regression"
+
+
+@pytest.mark.parametrize("sigma, burst_p", [(0.02, 0.0), (0.02, 0.02), (0.03, 0.02)])
 def test_escalation_raises_detection_and_keeps_false_alarms_at_zero(sigma, burst_p):
-    """At twice the quick suite's usual noise (2% between processes; the 10% plant's miss of
-    2026-12-01 had 2.3%), also with 2% of processes hit by a 25% burst of load, the first 4
-    processes a side flag a 10% slowdown in ~60-70% of runs; the undecided ones' 4 more bring
-    it to ≥ 95% (the issue asks 19 of 20), with no A/A false alarm in 400 runs. (Measured, not
-    met: 3% noise, 0.72; 2% with 5% bursts, 0.91 — two bursts among a side's processes.)"""
+    """At two to three times the quick suite's usual noise (2-3% between processes; the 10%
+    plants' misses of 2026-12-01 had 2.3% and 3.9%), with 2% of processes hit by a 25% burst
+    of load, the first 4 processes a side flag a 10% slowdown in ~30-70% of runs; escalation
+    (up to 6 rounds) brings it to ≥ 95% (the issue asks 19 of 20), with no A/A false alarm in
+    400 runs. (Measured, not met: 4% noise, ~0.8; 2% with 5% bursts, ~0.94.)"""
     rng = np.random.default_rng(190)
-    once = {slow: _two_stage(rng, sigma, slow, 400, burst_p, escalate_per_side=0) for slow in (0.0, 0.10)}
-    twice = {slow: _two_stage(rng, sigma, slow, 400, burst_p) for slow in (0.0, 0.10, 0.20)}
-    assert twice[0.0] == 0 and twice[0.10] >= 0.95 and twice[0.20] >= 0.99, (once, twice)
-    assert twice[0.10] > once[0.10] and once[0.0] == 0
+    rates = {(slow, cap): np.mean([_gate(rng, sigma, slow, burst_p, cap) for _ in range(400)])
+             for cap in (0, ab.ESCALATE_ROUNDS) for slow in (0.0, 0.10, 0.20)}
+    assert rates[0.0, ab.ESCALATE_ROUNDS] == 0, rates  # (without escalation 1 in 400 at 3%: a burst on a side)
+    assert rates[0.10, ab.ESCALATE_ROUNDS] >= 0.95 and rates[0.20, ab.ESCALATE_ROUNDS] >= 0.99, rates
+    assert rates[0.10, ab.ESCALATE_ROUNDS] > rates[0.10, 0], rates
 
 
 # ----------------------------------------------------------------------------- real worktrees
