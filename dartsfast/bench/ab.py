@@ -39,8 +39,8 @@ WORKTREE = "worktree"  # --head: the working tree as it is, uncommitted changes 
 # upper bound of the spread: df 4 → 12), 16 a side another ~1.5x. The first real 10% plants
 # missed (2026-12-01) at +12.2% under 17.1% (one noisy process) and at +11.2% under 14.4%
 # after 8 a side (3.9% spread in a noisy stretch); on synthetic runs of 3% noise a cap of
-# 2 rounds flags 0.77 of 10% slowdowns, 6 rounds 0.93 (0.96 with the 4.5% trigger of
-# ab_stats.undecided); more than 6 gains < 1% there.
+# 2 rounds flags 0.77 of 10% slowdowns, 6 rounds 0.93, 8 no more (6% trigger; with 2% of
+# processes in a burst and ab_stats.undecided's 4.5% trigger, 6 rounds: 0.96).
 ESCALATE_ROUNDS = 6
 ESCALATE_STEP = 2
 CHILD_TIMEOUT_S = 1200  # one `bench run` of the quick suite takes ~20 s; a hang guard, not a speed bound
