@@ -296,11 +296,15 @@ def test_an_interrupted_run_removes_its_worktree(tmp_path, monkeypatch, how):
 
 @needs_history
 def test_ctrl_c_on_the_command_removes_its_worktree(tmp_path):
-    """The real command in a subprocess, interrupted (SIGINT) while its base worktree exists."""
+    """The real command in a subprocess, interrupted (SIGINT) while its base worktree exists.
+    The child gets SIGINT's default action back: a shell without job control starts background
+    commands with SIGINT ignored (a CI script run with ``&``), Python then installs no
+    KeyboardInterrupt handler, and the signal would be lost (seen 2026-12-01: the run finished, exit 0)."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", "dartsfast", "bench", "ab", "--base", OLD_COMMIT, "--rounds", "1",
                              "--only", "search_step/forward+backward"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if "checked out in" in line:
             break
