@@ -30,13 +30,20 @@ def _assign_grads(params: list[torch.Tensor], grads: list[torch.Tensor]) -> None
             p.grad.copy_(g)
 
 
+def _zero_filled(tensors, grads) -> list[torch.Tensor]:
+    """``grads`` with zeros for the tensors the loss does not reach (``allow_unused``'s None)."""
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+
+
+def _alphas_gradient(loss: torch.Tensor, alphas: list) -> list[torch.Tensor]:
+    """∂loss/∂α alone; in lean memory the recomputation skips what the alphas do not need."""
+    with alphas_only_backward():
+        return _zero_filled(alphas, torch.autograd.grad(loss, alphas, allow_unused=True))
+
+
 def first_order_hypergradient(model, loss_fn: LossFn, x_val, y_val) -> list[torch.Tensor]:
     """∇α L_val(w, α), without touching the weights' ``.grad``."""
-    alphas = model.alphas()
-    loss = loss_fn(model, x_val, y_val)
-    with alphas_only_backward():  # lean memory: the recomputation skips what the alphas do not need
-        grads = torch.autograd.grad(loss, alphas, allow_unused=True)
-    return [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads)]
+    return _alphas_gradient(loss_fn(model, x_val, y_val), model.alphas())
 
 
 # The weight lists below hold ~3,300 small tensors (seed configuration), so every update is
@@ -88,8 +95,8 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
         with running_stats_frozen(model):
             val_loss = (val_loss_fn or loss_fn)(model, x_val, y_val)
         grads = torch.autograd.grad(val_loss, alphas + weights, allow_unused=True)
-        d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[:len(alphas)])]
-        v = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads[len(alphas):])]
+        d_alpha = _zero_filled(alphas, grads[:len(alphas)])
+        v = _zero_filled(weights, grads[len(alphas):])
         # ‖v‖: per-tensor norms in one op, combined in float64 (ε needs no more precision)
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(v)).double())
         eps = 0.01 / norm.clamp_min(1e-12)   # a device scalar: no host sync
@@ -100,9 +107,7 @@ def second_order_hypergradient(model, loss_fn: LossFn, x_train, y_train, x_val, 
                 torch._foreach_copy_(weights, torch._foreach_add(saved, shift))
             with running_stats_frozen(model):
                 loss = loss_fn(model, x_train, y_train)
-            with alphas_only_backward():
-                g_alpha = torch.autograd.grad(loss, alphas, allow_unused=True)
-            hessian.append([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, g_alpha)])
+            hessian.append(_alphas_gradient(loss, alphas))
         # With a loss scale S, v and the differenced gradients both carry S (ε carries 1/S),
         # so the product term carries S² and is divided by S once to match d_alpha's S.
         divisor = 2 * eps if loss_scale is None else 2 * eps * loss_scale.double()
